@@ -1,0 +1,199 @@
+"""Turning a window of feature dicts into columns, once per window.
+
+The per-event work here is a handful of C-level list operations per feature (``dict.get`` in a
+comprehension, ``map(type, ...)``, ``np.array``); everything after this module is numpy over
+whole columns. Quality counts are taken on the way because the raw Python values are needed to
+tell a null from an absent key from a value of the wrong type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FeatureValue = float | int | str | bool | None
+FeatureDict = Mapping[str, FeatureValue]
+
+_NUMBER_TYPES = frozenset({float, int})
+_NONE = type(None)
+
+#: Codes for categorical values that cannot be compared with the reference histogram.
+MISSING_CODE = -1
+
+
+@dataclass(slots=True)
+class NumericBlock:
+    """Numeric features of one window: ``values[j]`` is feature ``j`` as float64.
+
+    Nulls, absent keys and wrong-typed values are NaN in ``values`` and counted separately;
+    ``nan_inf`` counts values that arrived as NaN or +-inf themselves.
+    """
+
+    names: tuple[str, ...]
+    values: np.ndarray  # shape (features, n)
+    null: np.ndarray  # int64 per feature
+    absent: np.ndarray
+    wrong_type: np.ndarray
+    nan_inf: np.ndarray
+
+
+@dataclass(slots=True)
+class CategoricalBlock:
+    """Categorical features of one window as integer codes into each feature's category index.
+
+    Code ``k`` in ``0..K-1`` is a reference category, ``K`` is "other" (seen in the reference but
+    outside its top categories), ``K+1`` is "unseen" and ``MISSING_CODE`` marks a null, absent or
+    wrong-typed value.
+    """
+
+    names: tuple[str, ...]
+    codes: list[np.ndarray]
+    null: np.ndarray
+    absent: np.ndarray
+    wrong_type: np.ndarray
+
+
+@dataclass(slots=True)
+class Columns:
+    """One window in columnar form, plus events carrying features outside the schema."""
+
+    n: int
+    numeric: NumericBlock
+    categorical: CategoricalBlock
+    unexpected: dict[str, int] = field(default_factory=dict)
+
+
+def _count_absent(dicts: Sequence[FeatureDict], name: str) -> int:
+    return sum(1 for d in dicts if name not in d)
+
+
+def numeric_block(dicts: Sequence[FeatureDict], names: Sequence[str]) -> NumericBlock:
+    """Extract ``names`` as float columns and count their quality problems.
+
+    >>> b = numeric_block([{"x": 1.0}, {"x": None}, {}, {"x": "a"}, {"x": float("inf")}], ["x"])
+    >>> b.values[0].tolist()[:2], int(b.null[0]), int(b.absent[0]), int(b.wrong_type[0])
+    ([1.0, nan], 1, 1, 1)
+    >>> int(b.nan_inf[0])
+    1
+    """
+    n = len(dicts)
+    f = len(names)
+    values = np.empty((f, n), dtype=np.float64)
+    null = np.zeros(f, dtype=np.int64)
+    absent = np.zeros(f, dtype=np.int64)
+    wrong = np.zeros(f, dtype=np.int64)
+    nan_inf = np.zeros(f, dtype=np.int64)
+    for j, name in enumerate(names):
+        vals = [d.get(name) for d in dicts]
+        types = set(map(type, vals))
+        nones = 0
+        if _NONE in types:
+            nones = vals.count(None)
+            a = _count_absent(dicts, name)
+            absent[j] = a
+            null[j] = nones - a
+            types.discard(_NONE)
+        if not types <= _NUMBER_TYPES:
+            before = nones
+            vals = [v if type(v) is float or type(v) is int else None for v in vals]
+            nones = vals.count(None)
+            wrong[j] = nones - before
+        col = np.array(vals, dtype=np.float64)
+        values[j] = col
+        bad = int(np.count_nonzero(~np.isfinite(col)))
+        nan_inf[j] = bad - nones
+    return NumericBlock(tuple(names), values, null, absent, wrong, nan_inf)
+
+
+def categorical_block(
+    dicts: Sequence[FeatureDict],
+    names: Sequence[str],
+    indexes: Sequence[Mapping[FeatureValue, int]],
+    unseen_codes: Sequence[int],
+) -> CategoricalBlock:
+    """Encode ``names`` with each feature's category index (value -> code).
+
+    ``indexes[j]`` must map ``None`` to ``MISSING_CODE``; values not in it get
+    ``unseen_codes[j]``.
+
+    >>> idx = {"DE": 0, "FR": 1, None: MISSING_CODE}
+    >>> rows = [{"c": "DE"}, {"c": "US"}, {"c": None}, {"c": 3.0}]
+    >>> b = categorical_block(rows, ["c"], [idx], [3])
+    >>> b.codes[0].tolist(), int(b.null[0]), int(b.wrong_type[0])
+    ([0, 3, -1, -1], 1, 1)
+    """
+    n = len(dicts)
+    f = len(names)
+    codes: list[np.ndarray] = []
+    null = np.zeros(f, dtype=np.int64)
+    absent = np.zeros(f, dtype=np.int64)
+    wrong = np.zeros(f, dtype=np.int64)
+    for j, name in enumerate(names):
+        vals = [d.get(name) for d in dicts]
+        types = set(map(type, vals))
+        if _NONE in types:
+            nones = vals.count(None)
+            a = _count_absent(dicts, name)
+            absent[j] = a
+            null[j] = nones - a
+            types.discard(_NONE)
+        index = indexes[j]
+        unseen = unseen_codes[j]
+        if types <= {str} or types <= {bool}:
+            col = [index.get(v, unseen) for v in vals]
+        else:
+            # A column that mixes kinds: the majority kind in the index decides what is wrong.
+            want = bool if any(type(k) is bool for k in index) else str
+            col = [index.get(v, unseen) if type(v) is want else MISSING_CODE for v in vals]
+            wrong[j] = sum(1 for v in vals if v is not None and type(v) is not want)
+        codes.append(np.fromiter(col, dtype=np.int64, count=n))
+    return CategoricalBlock(tuple(names), codes, null, absent, wrong)
+
+
+def unexpected_features(
+    dicts: Sequence[FeatureDict], schema: frozenset[str], any_absent: bool, limit: int
+) -> dict[str, int]:
+    """Count events carrying each feature name outside ``schema`` (at most ``limit`` names).
+
+    When every event has exactly ``len(schema)`` keys and none of the schema's features is
+    absent, there can be no extra key; that common case costs one ``map(len, ...)``.
+
+    >>> unexpected_features([{"a": 1}, {"a": 1, "b": 2}], frozenset({"a"}), False, 10)
+    {'b': 1}
+    """
+    if not any_absent and set(map(len, dicts)) <= {len(schema)}:
+        return {}
+    counts: dict[str, int] = {}
+    for d in dicts:
+        for key in d:
+            if key not in schema:
+                if key in counts:
+                    counts[key] += 1
+                elif len(counts) < limit:
+                    counts[key] = 1
+    return counts
+
+
+def infer_kinds(dicts: Sequence[FeatureDict]) -> tuple[list[str], list[str]]:
+    """Split feature names into numeric and categorical by the majority type of their values.
+
+    Numbers (not bools) make a numeric feature; strings and bools a categorical one; a feature
+    that is always null is left out. Names keep first-seen order.
+
+    >>> infer_kinds([{"a": 1.5, "b": "x", "c": True, "d": None}, {"a": 2}])
+    (['a'], ['b', 'c'])
+    """
+    order: dict[str, list[int]] = {}
+    for d in dicts:
+        for key, v in d.items():
+            tally = order.setdefault(key, [0, 0])
+            t = type(v)
+            if t is float or t is int:
+                tally[0] += 1
+            elif t is str or t is bool:
+                tally[1] += 1
+    numeric = [k for k, (num, cat) in order.items() if num > 0 and num >= cat]
+    categorical = [k for k, (num, cat) in order.items() if cat > num]
+    return numeric, categorical

@@ -1,0 +1,251 @@
+"""Model performance from ground truth that arrives later.
+
+:class:`LabelJoiner` remembers recent predictions by ``event_id`` so a label event can be matched
+with the prediction it grades. It is bounded twice: entries older than ``ttl_seconds`` of event
+time are dropped, and beyond ``max_entries`` the oldest are dropped first; both are counted.
+
+:class:`ErrorMonitor` turns joined labels into per-event errors (0/1 for a classification, the
+absolute error for a regression), evaluates them in count windows against the reference error and
+feeds the binary error stream to River's DDM, latched like the other change detectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from river.drift.binary import DDM
+
+from detectors.calibration import count_threshold, normal_quantile
+from detectors.change import ChangeLatch
+from detectors.profile import ErrorProfile
+from detectors.window import Finding
+
+Predicted = str | float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """What is remembered of a prediction until its label arrives."""
+
+    stream: int
+    predicted: Predicted
+    timestamp: float
+
+
+class LabelJoiner:
+    """Bounded map from event id to the prediction awaiting its label.
+
+    Parameters
+    ----------
+    ttl_seconds
+        How long (event time) a prediction waits for its label.
+    max_entries
+        Memory bound; the oldest predictions are dropped first when it is reached.
+    """
+
+    def __init__(self, ttl_seconds: float, max_entries: int) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be > 0")
+        if max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._pending: dict[str, Pending] = {}
+        self.joined = 0
+        self.unmatched = 0
+        self.expired = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add_many(
+        self,
+        ids: Iterable[str],
+        stream: int,
+        predicted: Iterable[Predicted],
+        timestamps: Iterable[float],
+    ) -> None:
+        """Remember a batch of predictions of one stream."""
+        self._pending.update(
+            (i, Pending(stream, p, t)) for i, p, t in zip(ids, predicted, timestamps, strict=True)
+        )
+        over = len(self._pending) - self.max_entries
+        if over > 0:
+            self.evicted += over
+            it = iter(list(self._pending)[:over])
+            for key in it:
+                del self._pending[key]
+
+    def pop(self, event_id: str) -> Pending | None:
+        """The prediction for ``event_id``, removed from memory; ``None`` if unknown or gone."""
+        found = self._pending.pop(event_id, None)
+        if found is None:
+            self.unmatched += 1
+        else:
+            self.joined += 1
+        return found
+
+    def expire(self, now: float) -> None:
+        """Drop predictions older than ``now - ttl_seconds`` (oldest first, stops at a fresh one).
+
+        >>> j = LabelJoiner(10, 100)
+        >>> j.add_many(["a", "b"], 0, ["x", "y"], [0.0, 5.0]); j.expire(12.0); len(j), j.expired
+        (1, 1)
+        """
+        limit = now - self.ttl_seconds
+        stale = []
+        for key, p in self._pending.items():
+            if p.timestamp >= limit:
+                break
+            stale.append(key)
+        for key in stale:
+            del self._pending[key]
+        self.expired += len(stale)
+
+    def snapshot(self) -> list[tuple[str, int, Predicted, float]]:
+        """The pending predictions, oldest first, as JSON-friendly tuples."""
+        return [(k, p.stream, p.predicted, p.timestamp) for k, p in self._pending.items()]
+
+
+def error_of(predicted: Predicted, label: str | float | bool) -> tuple[str, float] | None:
+    """Per-event error: ``("classification", 0/1)`` or ``("regression", |error|)``.
+
+    A numeric prediction graded by a class label is a probability thresholded at 0.5.
+
+    >>> error_of("fraud", "fraud"), error_of("fraud", "legit"), error_of(2.5, 3.0)
+    (('classification', 0.0), ('classification', 1.0), ('regression', 0.5))
+    >>> error_of(0.8, True), error_of(None, "x")
+    (('classification', 0.0), None)
+    """
+    if predicted is None:
+        return None
+    if isinstance(label, bool):
+        if isinstance(predicted, str):
+            return ("classification", float(predicted.lower() != str(label).lower()))
+        return ("classification", float((predicted >= 0.5) != label))
+    if isinstance(label, str):
+        if isinstance(predicted, str):
+            return ("classification", float(predicted != label))
+        return None
+    if isinstance(predicted, str):
+        return None
+    return ("regression", abs(float(predicted) - float(label)))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorWindow:
+    """One closed error window: mean error, labelled events, and the finding if it holds."""
+
+    value: float
+    n: int
+    finding: Finding | None
+
+
+class ErrorMonitor:
+    """Error windows of one model version against its reference error.
+
+    Parameters
+    ----------
+    window
+        Labelled events per evaluation window.
+    alpha
+        Per-window false-positive rate (from the false-alarm budget).
+    reference
+        Reference error; learned from the first ``warmup`` labelled events when ``None``.
+    clear_z
+        z distance above the baseline that keeps a DDM-detected change active.
+    """
+
+    def __init__(
+        self,
+        window: int,
+        alpha: float,
+        reference: ErrorProfile | None = None,
+        warmup: int = 2000,
+        clear_z: float = 3.0,
+    ) -> None:
+        self.window = window
+        self.alpha = alpha
+        self.reference = reference
+        self.warmup = warmup
+        self.clear_z = clear_z
+        self.kind: Literal["classification", "regression"] | None = (
+            reference.kind if reference is not None else None
+        )
+        self._buf: list[float] = []
+        self._ddm = DDM()
+        self._ddm_fired = False
+        self._latch: ChangeLatch | None = None
+        self.last_value: float | None = None
+
+    def add(self, kind: str, error: float) -> ErrorWindow | None:
+        """Add one error; returns the closed window when this error completed one."""
+        if self.kind is None:
+            self.kind = "classification" if kind == "classification" else "regression"
+        elif kind != self.kind:
+            return None
+        self._buf.append(error)
+        if self.kind == "classification" and self.reference is not None:
+            self._ddm.update(error)
+            self._ddm_fired = self._ddm_fired or bool(self._ddm.drift_detected)
+        if self.reference is None:
+            if len(self._buf) >= self.warmup:
+                arr = np.asarray(self._buf)
+                self.reference = ErrorProfile(
+                    kind=self.kind,
+                    n=arr.size,
+                    total=float(arr.sum()),
+                    total_sq=float((arr * arr).sum()),
+                )
+                self._buf = []
+            return None
+        if len(self._buf) < self.window:
+            return None
+        arr = np.asarray(self._buf)
+        self._buf = []
+        return self._evaluate(arr)
+
+    def _evaluate(self, errors: np.ndarray) -> ErrorWindow:
+        ref = self.reference
+        assert ref is not None
+        n = errors.size
+        value = float(errors.mean())
+        self.last_value = value
+        if self.kind == "classification":
+            k = round(ref.total)
+            c = count_threshold(n, k, ref.n, self.alpha)
+            threshold = c / n
+            significant = errors.sum() >= c
+            p = max(ref.mean, 1.0 / max(ref.n, 1))
+            clear = self.clear_z * float(np.sqrt(p * (1 - p) / n))
+            statistic = "error_rate"
+        else:
+            z = normal_quantile(self.alpha)
+            threshold = ref.mean + z * ref.std * float(np.sqrt(1.0 / n + 1.0 / max(ref.n, 1)))
+            significant = value >= threshold
+            clear = self.clear_z * ref.std / float(np.sqrt(n))
+            statistic = "mae"
+        if self._latch is None:
+            self._latch = ChangeLatch(max(clear, 1e-12), "up")
+            self._latch.update(ref.mean, False)
+        changed = self._latch.update(value, self._ddm_fired)
+        self._ddm_fired = False
+        if not (significant or changed):
+            return ErrorWindow(value, n, None)
+        return ErrorWindow(
+            value,
+            n,
+            Finding(
+                kind="performance",
+                subject="",
+                check="",
+                statistic=statistic,
+                value=value,
+                threshold=threshold,
+                details=(("reference", ref.mean), ("labelled", float(n))),
+            ),
+        )
