@@ -1,0 +1,61 @@
+"""The contract between detectors, the state machine and sinks, in a few types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from alerting.timefmt import iso
+
+
+class AlertState(StrEnum):
+    """States of one alert; ``transient`` marks a pending alert that cleared before ``for``."""
+
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+    TRANSIENT = "transient"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A condition that holds now: alert name, identifying labels (without ``alertname`` and
+    ``severity``) and the annotations that describe it (value, threshold, versions, ...)."""
+
+    alertname: str
+    labels: tuple[tuple[str, str], ...]
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One alert state change, as written to sinks.
+
+    ``starts_at``/``ends_at`` are event-time epoch seconds: for ``pending`` the time the
+    condition became active, for ``firing`` and ``resolved`` the time it fired (as Prometheus
+    sends ``startsAt = FiredAt``); ``ends_at`` is set on ``resolved`` and ``transient``.
+    ``offset`` locates the input event at which the change was decided.
+    """
+
+    state: AlertState
+    alertname: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float
+    ends_at: float | None
+    offset: int
+    fingerprint: str
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON record written to alert sinks."""
+        return {
+            "state": self.state.value,
+            "alertname": self.alertname,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "startsAt": iso(self.starts_at),
+            "endsAt": iso(self.ends_at) if self.ends_at is not None else None,
+            "offset": self.offset,
+            "fingerprint": self.fingerprint,
+        }
