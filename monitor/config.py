@@ -1,0 +1,222 @@
+"""Settings: one YAML file for replay and the live worker, validated by pydantic.
+
+Every setting has a default, so no file at all is a valid configuration. Errors name the file
+and the field (``monitor.yaml: alerts.FeatureDrift.for: ...``); unknown keys are errors, so a
+typo never silently falls back to a default. Durations are seconds or strings such as ``90s``,
+``5m``, ``1h30m``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from alerting.rules import DEFAULT_RULES, AlertRule, RuleSet
+from detectors.window import DetectorSettings
+
+_DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$"
+)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the file and field in the message."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string like ``90s``, ``5m``, ``1h30m``.
+
+    >>> parse_duration("1h30m"), parse_duration(45), parse_duration("2.5s")
+    (5400.0, 45.0, 2.5)
+    """
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a string like 90s, 5m, 1h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m and any(m.groups()):
+            h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            return h * 3600 + mi * 60 + s
+    raise ValueError(f"invalid duration {value!r}: use seconds or a string like 90s, 5m, 1h")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class WindowConfig(_Section):
+    """``window.size``: events per evaluation window (count windows; 1000)."""
+
+    size: int = Field(1000, ge=50)
+
+
+class ReferenceConfig(_Section):
+    """Where the reference comes from: ``path`` to a profile (from ``driftwatch reference
+    build``) or else the first ``warmup_events`` events of each model version (5000).
+    ``bins`` quantile bins per numeric feature (10); ``max_categories`` kept per categorical
+    feature (50)."""
+
+    path: str | None = None
+    warmup_events: int = Field(5000, ge=100)
+    bins: int = Field(10, ge=2, le=100)
+    max_categories: int = Field(50, ge=1, le=1000)
+
+
+class CalibrationConfig(_Section):
+    """The false-alarm budget: expected ``false_alarm_days`` between false alarms per model
+    version at ``events_per_second`` (30 days at 100 events/s); bootstrap size and seed."""
+
+    false_alarm_days: float = Field(30.0, gt=0)
+    events_per_second: float = Field(100.0, gt=0)
+    bootstrap_draws: int = Field(400, ge=50, le=100_000)
+    seed: int = 0
+
+
+class DriftConfig(_Section):
+    """``statistics`` that raise drift alerts (``psi``; also ``js``, ``ks``, ``chi2``);
+    Page-Hinkley on per-window z series for slow drifts (on, allowance 0.5, clear at z 3)."""
+
+    statistics: tuple[Literal["psi", "js", "ks", "chi2"], ...] = ("psi",)
+    page_hinkley: bool = True
+    ph_delta: float = Field(0.5, gt=0)
+    change_clear_z: float = Field(3.0, gt=0)
+    max_unexpected_features: int = Field(20, ge=1)
+
+
+class LatencyConfig(_Section):
+    """A regression must be at least ``min_increase`` (10%) above the reference p95/p99."""
+
+    min_increase: float = Field(0.1, ge=0)
+
+
+class LabelsConfig(_Section):
+    """Label join: predictions wait ``ttl`` (1h event time) for their label, at most
+    ``max_pending`` (100,000) at once; error windows of ``window`` labelled events (500); the
+    reference error is learned from the first ``warmup`` labels (2000) unless the profile has it."""
+
+    ttl: Duration = 3600.0
+    max_pending: int = Field(100_000, ge=1)
+    window: int = Field(500, ge=20)
+    warmup: int = Field(2000, ge=20)
+
+
+class FeaturesConfig(_Section):
+    """Explicit feature kinds; anything not listed is inferred from the reference."""
+
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+
+
+class AlertRuleConfig(_Section):
+    """``for`` / ``keep_firing_for`` (event time) and ``severity`` of one alert name."""
+
+    for_: Duration | None = Field(None, alias="for")
+    keep_firing_for: Duration | None = None
+    severity: Literal["critical", "warning", "info"] | None = None
+    summary: str | None = None
+
+
+class EventsConfig(_Section):
+    """``max_bytes``: larger events are rejected as ``too_large`` (1 MiB)."""
+
+    max_bytes: int = Field(1 << 20, ge=256)
+
+
+class Settings(_Section):
+    """The whole configuration file."""
+
+    window: WindowConfig = WindowConfig()
+    reference: ReferenceConfig = ReferenceConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    drift: DriftConfig = DriftConfig()
+    latency: LatencyConfig = LatencyConfig()
+    labels: LabelsConfig = LabelsConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    alerts: dict[str, AlertRuleConfig] = Field(default_factory=dict)
+    events: EventsConfig = EventsConfig()
+
+    def detector_settings(self) -> DetectorSettings:
+        """The detector part of the settings."""
+        return DetectorSettings(
+            window_size=self.window.size,
+            budget_days=self.calibration.false_alarm_days,
+            events_per_second=self.calibration.events_per_second,
+            statistics=self.drift.statistics,
+            bootstrap_draws=self.calibration.bootstrap_draws,
+            seed=self.calibration.seed,
+            page_hinkley=self.drift.page_hinkley,
+            ph_delta=self.drift.ph_delta,
+            change_clear_z=self.drift.change_clear_z,
+            latency_min_increase=self.latency.min_increase,
+            max_unexpected_features=self.drift.max_unexpected_features,
+        )
+
+    def rule_set(self) -> RuleSet:
+        """Built-in rules with this file's overrides applied."""
+        rules = dict(DEFAULT_RULES)
+        for name, over in self.alerts.items():
+            base = rules.get(name, AlertRule())
+            rules[name] = AlertRule(
+                for_seconds=base.for_seconds if over.for_ is None else over.for_,
+                keep_firing_for_seconds=(
+                    base.keep_firing_for_seconds
+                    if over.keep_firing_for is None
+                    else over.keep_firing_for
+                ),
+                severity=over.severity or base.severity,
+                summary=over.summary if over.summary is not None else base.summary,
+            )
+        return RuleSet(rules)
+
+
+def _format_errors(source: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling; see README, Configuration)"
+        lines.append(f"{source}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def settings_from_mapping(data: Any, source: str = "<config>") -> Settings:
+    """Validate an already-parsed mapping; errors name ``source`` and the field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: (top level): expected a mapping of settings")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from exc
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Settings from a YAML file, or the defaults when ``path`` is None."""
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{p}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    return settings_from_mapping(data, str(p))

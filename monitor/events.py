@@ -1,0 +1,271 @@
+"""Event schemas on the wire, and parsing that never raises.
+
+One JSON object per event (one per line in files; one per Kafka message or a batch envelope
+``{"events": [...]}``). Three kinds, told apart by their fields (or an explicit ``"type"``):
+
+* prediction: ``event_id, model, model_version, timestamp, features, prediction`` and optional
+  ``latency_ms``, ``versions``;
+* feature: ``event_id, model, timestamp, features`` (features logged separately);
+* label: ``event_id, model, timestamp, label`` (ground truth, joined to predictions by id).
+
+``timestamp`` is RFC 3339 (a missing offset means UTC) or epoch milliseconds; feature values are
+number, string, bool or null (NaN/Infinity tokens are accepted and counted by data quality);
+``prediction`` is a number or an object with ``score``, ``label`` and/or ``probabilities``.
+Unknown top-level fields are accepted and counted (``unknown_field``) so producers can add
+fields without losing events.
+
+Every rejection carries a machine-readable :class:`Reason` and a human message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, NotRequired
+
+from pydantic import ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
+
+FeatureValue = bool | float | str | None
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Reason(StrEnum):
+    """Why an input was rejected."""
+
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    INVALID_UTF8 = "invalid_utf8"
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    NON_FINITE = "non_finite"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    INVALID_VALUE = "invalid_value"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An input that is not an event: the reason, a message for people, and where it was."""
+
+    reason: Reason
+    message: str
+    offset: int
+
+
+class PredictionOutput(TypedDict):
+    """A structured prediction."""
+
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    score: NotRequired[FiniteFloat | None]
+    label: NotRequired[str | bool | int | None]
+    probabilities: NotRequired[dict[str, FiniteFloat]]
+
+
+class PredictionEvent(TypedDict):
+    """What a serving process logs for each prediction."""
+
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    type: NotRequired[Literal["prediction"]]
+    event_id: str
+    model: str
+    model_version: str
+    timestamp: datetime
+    features: dict[str, FeatureValue]
+    prediction: FiniteFloat | PredictionOutput
+    latency_ms: NotRequired[Annotated[float, Field(ge=0, allow_inf_nan=False)] | None]
+    versions: NotRequired[dict[str, str]]
+
+
+class FeatureEvent(TypedDict):
+    """A feature vector logged on its own."""
+
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    type: NotRequired[Literal["feature"]]
+    event_id: str
+    model: str
+    timestamp: datetime
+    features: dict[str, FeatureValue]
+    versions: NotRequired[dict[str, str]]
+
+
+class LabelEvent(TypedDict):
+    """Ground truth for an earlier prediction."""
+
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    type: NotRequired[Literal["label"]]
+    event_id: str
+    model: str
+    timestamp: datetime
+    label: str | bool | FiniteFloat
+
+
+KNOWN_FIELDS = {
+    "prediction": frozenset(PredictionEvent.__annotations__),
+    "feature": frozenset(FeatureEvent.__annotations__),
+    "label": frozenset(LabelEvent.__annotations__),
+}
+
+
+def event_kind(value: Any) -> str | None:
+    """Which kind of event an object is: by ``type`` if given, else by its fields.
+
+    >>> event_kind({"prediction": 1}), event_kind({"label": 1}), event_kind({"features": {}})
+    ('prediction', 'label', 'feature')
+    """
+    if not isinstance(value, dict):
+        return None
+    declared = value.get("type")
+    if declared is not None:
+        return declared if declared in KNOWN_FIELDS else None
+    if "prediction" in value:
+        return "prediction"
+    if "label" in value:
+        return "label"
+    if "features" in value:
+        return "feature"
+    return None
+
+
+AnyEvent = Annotated[
+    Annotated[PredictionEvent, Tag("prediction")]
+    | Annotated[FeatureEvent, Tag("feature")]
+    | Annotated[LabelEvent, Tag("label")],
+    Discriminator(event_kind),
+]
+_EVENT = TypeAdapter(AnyEvent)
+
+_TYPE_ERRORS = frozenset(
+    {
+        "string_type",
+        "float_type",
+        "float_parsing",
+        "bool_type",
+        "dict_type",
+        "int_type",
+        "literal_error",
+        "model_type",
+        "typed_dict_type",
+        "list_type",
+        "union_tag_invalid",
+        "bool_parsing",
+        "int_parsing",
+        "string_unicode",
+    }
+)
+
+
+def _reason(err: dict[str, Any]) -> Reason:
+    kind = err["type"]
+    loc = err.get("loc", ())
+    if kind == "json_invalid":
+        return Reason.MALFORMED_JSON
+    if kind == "union_tag_not_found":
+        return Reason.UNKNOWN_EVENT_TYPE
+    if not loc and kind in {"model_attributes_type", "dict_type", "typed_dict_type"}:
+        return Reason.NOT_AN_OBJECT
+    if kind == "missing":
+        return Reason.MISSING_FIELD
+    if kind == "finite_number":
+        return Reason.NON_FINITE
+    if kind.startswith(("datetime", "date_", "timezone")) or (loc and loc[-1] == "timestamp"):
+        return Reason.INVALID_TIMESTAMP
+    if kind == "union_tag_invalid":
+        return Reason.UNKNOWN_EVENT_TYPE
+    if kind in _TYPE_ERRORS:
+        return Reason.WRONG_TYPE
+    return Reason.INVALID_VALUE
+
+
+_UNION_MEMBERS = frozenset({"bool", "float", "str", "int", "PredictionOutput"})
+
+
+def _message(err: dict[str, Any]) -> str:
+    parts = [str(p) for p in err.get("loc", ())[1:]]
+    if err["type"] == "union_tag_not_found":
+        return (
+            "cannot tell the event kind: expected a 'prediction', 'label' or 'features' field "
+            '(or "type": prediction|feature|label)'
+        )
+    if err["type"] == "union_tag_invalid":
+        return "type: must be one of prediction, feature, label"
+    if parts and (parts[-1] in _UNION_MEMBERS or parts[-1].startswith(("function-", "constr"))):
+        parts = parts[:-1]
+        loc = ".".join(parts) or "event"
+        if parts and parts[0] == "features":
+            return f"{loc}: a feature value must be a number, string, bool or null"
+        return f"{loc}: {err['msg']}"
+    loc = ".".join(parts) or "event"
+    return f"{loc}: {err['msg']}"
+
+
+def rejection_from(exc: ValidationError, offset: int) -> Rejection:
+    """Translate a pydantic error into a :class:`Rejection` (the first error decides)."""
+    errs = exc.errors(include_url=False, include_context=False, include_input=False)
+    first = errs[0] if errs else {"type": "value_error", "msg": str(exc), "loc": ()}
+    # Missing fields are the most useful thing to report when a union tag also failed.
+    return Rejection(_reason(dict(first)), _message(dict(first)), offset)
+
+
+Event = PredictionEvent | FeatureEvent | LabelEvent
+
+
+def parse_event(raw: bytes, offset: int = 0, max_bytes: int = 1 << 20) -> Event | Rejection:
+    """Validate one JSON event; never raises.
+
+    >>> parse_event(b'{"event_id": "1", "model": "m", "timestamp": 0, "label": "x"}')["label"]
+    'x'
+    >>> parse_event(b'{"event_id": 1}').reason.value
+    'unknown_event_type'
+    >>> parse_event(b'{oops').reason.value
+    'malformed_json'
+    """
+    if not raw or raw.isspace():
+        return Rejection(Reason.EMPTY, "empty input", offset)
+    if len(raw) > max_bytes:
+        return Rejection(
+            Reason.TOO_LARGE,
+            f"event of {len(raw)} bytes exceeds the {max_bytes}-byte limit",
+            offset,
+        )
+    try:
+        event: Event = _EVENT.validate_json(raw)
+    except ValidationError as exc:
+        rej = rejection_from(exc, offset)
+        if rej.reason is Reason.UNKNOWN_EVENT_TYPE and not raw.lstrip().startswith(b"{"):
+            return Rejection(Reason.NOT_AN_OBJECT, "an event must be a JSON object", offset)
+        if rej.reason is Reason.MALFORMED_JSON or rej.reason is Reason.WRONG_TYPE:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as ude:
+                return Rejection(Reason.INVALID_UTF8, f"not UTF-8: {ude}", offset)
+        return rej
+    return event
+
+
+def parse_object(value: Any, offset: int = 0) -> Event | Rejection:
+    """Validate one already-decoded JSON object (an element of a batch envelope)."""
+    try:
+        event: Event = _EVENT.validate_python(value)
+    except ValidationError as exc:
+        return rejection_from(exc, offset)
+    return event
+
+
+def epoch_seconds(ts: datetime) -> float:
+    """Event time in epoch seconds; a timestamp without an offset is UTC.
+
+    >>> epoch_seconds(datetime(2026, 1, 1))
+    1767225600.0
+    """
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.timestamp()
+
+
+def unknown_fields(event: Event, kind: str) -> bool:
+    """Whether the event carries top-level fields outside its schema."""
+    return not KNOWN_FIELDS[kind].issuperset(event)
