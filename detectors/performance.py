@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from datetime import UTC
+from typing import Any, Literal
 
 import numpy as np
 from river.drift.binary import DDM
@@ -32,7 +33,7 @@ class Pending:
 
     stream: int
     predicted: Predicted
-    timestamp: float
+    timestamp: Any
 
 
 class LabelJoiner:
@@ -61,6 +62,19 @@ class LabelJoiner:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def add(self, event_id: str, pending: Pending) -> None:
+        """Remember one prediction (call :meth:`trim` now and then to bound memory)."""
+        self._pending[event_id] = pending
+
+    def trim(self, now: float) -> None:
+        """Apply both bounds: expire by ``ttl_seconds``, then evict beyond ``max_entries``."""
+        self.expire(now)
+        over = len(self._pending) - self.max_entries
+        if over > 0:
+            self.evicted += over
+            for key in list(self._pending)[:over]:
+                del self._pending[key]
 
     def add_many(
         self,
@@ -99,7 +113,8 @@ class LabelJoiner:
         limit = now - self.ttl_seconds
         stale = []
         for key, p in self._pending.items():
-            if p.timestamp >= limit:
+            ts = p.timestamp if isinstance(p.timestamp, float | int) else _epoch(p.timestamp)
+            if ts >= limit:
                 break
             stale.append(key)
         for key in stale:
@@ -109,6 +124,13 @@ class LabelJoiner:
     def snapshot(self) -> list[tuple[str, int, Predicted, float]]:
         """The pending predictions, oldest first, as JSON-friendly tuples."""
         return [(k, p.stream, p.predicted, p.timestamp) for k, p in self._pending.items()]
+
+
+def _epoch(ts: Any) -> float:
+    """Epoch seconds of a datetime (naive means UTC)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return float(ts.timestamp())
 
 
 def error_of(predicted: Predicted, label: str | float | bool) -> tuple[str, float] | None:

@@ -1,0 +1,269 @@
+"""The pipeline: bytes in, alert state changes out, and no I/O.
+
+``Pipeline.process_lines`` takes raw JSON lines (from a file or Kafka messages) with their
+offsets, validates them, appends events to their model version's window, and whenever a window
+is complete runs the detectors on it and turns the findings into alert signals for the
+:class:`alerting.state.AlertTracker`. It returns the alert state changes that this input decided;
+the caller (``replay``, the Faust agent) delivers them. Every input line is accounted for in
+:class:`PipelineStats`: accepted or rejected by reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from alerting.state import AlertTracker
+from alerting.types import Signal, Transition
+from detectors.performance import ErrorMonitor, LabelJoiner, Pending, error_of
+from detectors.profile import ReferenceProfile
+from detectors.window import Finding, WindowReport
+from monitor.config import Settings
+from monitor.events import (
+    Event,
+    LabelEvent,
+    Rejection,
+    epoch_seconds,
+    event_kind,
+    parse_event,
+    unknown_fields,
+)
+from monitor.streams import FEATURE_STREAM_VERSION, ModelStream, StreamKey, predicted_of
+
+ALERT_NAMES = {
+    "feature_drift": "FeatureDrift",
+    "prediction_drift": "PredictionDrift",
+    "data_quality": "DataQuality",
+    "latency": "LatencyRegression",
+    "performance": "PerformanceDegradation",
+}
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Counts since start: ``lines`` = ``accepted`` + sum of ``rejected``."""
+
+    lines: int = 0
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    windows: int = 0
+    alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+class Pipeline:
+    """Parse, window, detect, decide (see module docstring).
+
+    Parameters
+    ----------
+    settings
+        The configuration (window size, budget, rules, ...).
+    references
+        Reference profiles by (model, model_version); streams without one learn theirs from a
+        warm-up.
+    tracker
+        The alert state machine; a new one from ``settings`` by default.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        references: Mapping[StreamKey, ReferenceProfile] | None = None,
+        tracker: AlertTracker | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.references = dict(references or {})
+        self.tracker = tracker or AlertTracker(self.settings.rule_set())
+        self.stats = PipelineStats()
+        self.streams: dict[StreamKey, ModelStream] = {}
+        self._by_index: list[ModelStream] = []
+        lab = self.settings.labels
+        self.joiner = LabelJoiner(lab.ttl, lab.max_pending)
+        self.rejections: list[Rejection] = []
+        self.keep_rejections = 1000
+        self._detector_settings = self.settings.detector_settings()
+
+    # -- input -------------------------------------------------------------------------------
+
+    def process_lines(self, lines: Sequence[bytes], first_offset: int = 0) -> list[Transition]:
+        """Process consecutive input lines; ``first_offset`` is the offset of ``lines[0]``."""
+        out: list[Transition] = []
+        max_bytes = self.settings.events.max_bytes
+        for i, raw in enumerate(lines):
+            result = parse_event(raw, first_offset + i, max_bytes)
+            if isinstance(result, Rejection):
+                self.reject(result)
+            else:
+                self.process_event(result, first_offset + i, out)
+        return out
+
+    def process_events(
+        self, events: Iterable[Event | Rejection], offsets: Iterable[int]
+    ) -> list[Transition]:
+        """Process already-parsed events (or rejections) with their offsets."""
+        out: list[Transition] = []
+        for ev, off in zip(events, offsets, strict=True):
+            if isinstance(ev, Rejection):
+                self.reject(ev)
+            else:
+                self.process_event(ev, off, out)
+        return out
+
+    def reject(self, rejection: Rejection) -> None:
+        """Count an input that is not an event (and keep the first few for the report)."""
+        self.stats.lines += 1
+        self.stats.rejected[rejection.reason.value] += 1
+        if len(self.rejections) < self.keep_rejections:
+            self.rejections.append(rejection)
+
+    def process_event(self, event: Event, offset: int, out: list[Transition]) -> None:
+        """Route one valid event; appends decided state changes to ``out``."""
+        stats = self.stats
+        stats.lines += 1
+        stats.accepted += 1
+        kind = event_kind(event) or "prediction"
+        stats.events[kind] += 1
+        if len(event) > 8 and unknown_fields(event, kind):
+            stats.warnings["unknown_field"] += 1
+        if kind == "label":
+            self._label(event, offset, out)  # type: ignore[arg-type]
+            return
+        if kind == "prediction":
+            key = (event["model"], event["model_version"])  # type: ignore[typeddict-item]
+        else:
+            key = (event["model"], FEATURE_STREAM_VERSION)
+        stream = self.streams.get(key)
+        if stream is None:
+            stream = self._new_stream(key)
+        if kind == "prediction":
+            self.joiner.add(
+                event["event_id"],
+                Pending(stream.index, predicted_of(event["prediction"]), event["timestamp"]),  # type: ignore[typeddict-item]
+            )
+        versions = event.get("versions")
+        if versions:
+            stream.versions = versions  # type: ignore[assignment]
+        pending = stream.pending
+        if not pending:
+            stream.offsets = (offset, offset)
+        pending.append(event)  # type: ignore[arg-type]
+        if len(pending) >= stream.capacity:
+            stream.offsets = (stream.offsets[0], offset)
+            if stream.detector is None:
+                stream.learn_profile()
+            else:
+                report = stream.close_window()
+                stats.windows += 1
+                self._decide(stream, report, offset, out)
+                self.joiner.trim(stream.last_time)
+
+    def _new_stream(self, key: StreamKey) -> ModelStream:
+        cfg = self.settings
+        stream = ModelStream(
+            key=key,
+            index=len(self._by_index),
+            settings=self._detector_settings,
+            warmup_events=cfg.reference.warmup_events,
+            bins=cfg.reference.bins,
+            max_categories=cfg.reference.max_categories,
+            numeric_names=cfg.features.numeric or None,
+            categorical_names=cfg.features.categorical or None,
+        )
+        ref = self.references.get(key)
+        if ref is not None:
+            stream.use_profile(ref)
+        self.streams[key] = stream
+        self._by_index.append(stream)
+        return stream
+
+    def _label(self, event: LabelEvent, offset: int, out: list[Transition]) -> None:
+        found = self.joiner.pop(event["event_id"])
+        if found is None:
+            return
+        stream = self._by_index[found.stream]
+        graded = error_of(found.predicted, event["label"])
+        if graded is None:
+            self.stats.warnings["label_type_mismatch"] += 1
+            return
+        if stream.errors is None:
+            det = stream.detector
+            lab = self.settings.labels
+            alpha = det.alpha if det is not None else 1e-8
+            ref = stream.profile.error if stream.profile is not None else None
+            stream.errors = ErrorMonitor(
+                lab.window, alpha, ref, lab.warmup, self.settings.drift.change_clear_z
+            )
+        window = stream.errors.add(*graded)
+        if window is None:
+            return
+        now = epoch_seconds(event["timestamp"])
+        signals = []
+        if window.finding is not None:
+            signals.append(self._signal(stream, window.finding, (offset, offset)))
+        out.extend(
+            self._record(self.tracker.evaluate(stream.group + "/labels", now, signals, offset))
+        )
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def _decide(
+        self, stream: ModelStream, report: WindowReport, offset: int, out: list[Transition]
+    ) -> None:
+        signals = [self._signal(stream, f, stream.offsets) for f in report.findings]
+        out.extend(
+            self._record(self.tracker.evaluate(stream.group, stream.last_time, signals, offset))
+        )
+
+    def _record(self, transitions: list[Transition]) -> list[Transition]:
+        for t in transitions:
+            self.stats.alerts[(t.alertname, t.state.value)] += 1
+        return transitions
+
+    def _signal(self, stream: ModelStream, f: Finding, window: tuple[int, int]) -> Signal:
+        model, version = stream.key
+        alertname = ALERT_NAMES[f.kind]
+        labels: list[tuple[str, str]] = [("model", model), ("model_version", version)]
+        if f.kind in {"feature_drift", "data_quality"}:
+            labels.append(("feature", f.subject))
+        if f.kind == "data_quality":
+            labels.append(("check", f.check))
+        if f.kind == "prediction_drift":
+            labels.append(("output", f.subject))
+        if f.kind == "performance":
+            labels.append(("metric", f.statistic))
+        rule = self.tracker.rules.rule(alertname)
+        profile_id = stream.profile.id if stream.profile is not None else ""
+        what = {
+            "feature_drift": f"Feature {f.subject} of {model} {version} drifted",
+            "prediction_drift": f"The {f.subject} output of {model} {version} drifted",
+            "data_quality": (
+                f"Data-quality check {f.check} fails on {f.subject} of {model} {version}"
+            ),
+            "latency": f"Latency of {model} {version} regressed",
+            "performance": f"{f.statistic} of {model} {version} rose",
+        }[f.kind]
+        ann = {
+            "summary": rule.summary or what + ".",
+            "description": (
+                f"{what}: {f.statistic} {_fmt(f.value)} against threshold {_fmt(f.threshold)} "
+                f"in events {window[0]}-{window[1]} (reference {profile_id})."
+            ),
+            "statistic": f.statistic,
+            "value": _fmt(f.value),
+            "threshold": _fmt(f.threshold),
+            "reference_id": profile_id,
+            "window_offsets": f"{window[0]}-{window[1]}",
+        }
+        for k, v in f.details:
+            ann[k] = _fmt(v)
+        vers = stream.versions
+        for name in ("code", "data", "features"):
+            if name in vers:
+                ann[f"{name}_version"] = vers[name]
+        return Signal(alertname, tuple(labels), ann)

@@ -1,0 +1,164 @@
+"""Per model version state: warm-up, the current window, the detectors and the error monitor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detectors.columns import (
+    Columns,
+    categorical_block,
+    numeric_block,
+    unexpected_features,
+)
+from detectors.performance import ErrorMonitor
+from detectors.profile import ReferenceProfile, build_profile
+from detectors.window import DetectorSettings, WindowDetector, WindowReport
+from monitor.events import FeatureEvent, PredictionEvent, epoch_seconds
+
+StreamKey = tuple[str, str]
+
+#: ``model_version`` label of feature vectors logged on their own (feature events).
+FEATURE_STREAM_VERSION = "features"
+
+
+def predicted_of(prediction: Any) -> str | float | None:
+    """The value a label grades: the predicted label if there is one, else the score."""
+    if isinstance(prediction, dict):
+        label = prediction.get("label")
+        if label is not None:
+            return str(label) if not isinstance(label, str) else label
+        score = prediction.get("score")
+        return float(score) if score is not None else None
+    return float(prediction)
+
+
+def scores_of(events: list[Any]) -> np.ndarray:
+    """Prediction scores as float64 (NaN where an event has none)."""
+    out = []
+    for e in events:
+        p = e.get("prediction")
+        if isinstance(p, dict):
+            s = p.get("score")
+            out.append(s if s is not None else None)
+        else:
+            out.append(p)
+    return np.array(out, dtype=np.float64)
+
+
+def labels_of(events: list[Any]) -> list[str | None]:
+    """Predicted labels as strings (None where an event has none)."""
+    out: list[str | None] = []
+    for e in events:
+        p = e.get("prediction")
+        label = p.get("label") if isinstance(p, dict) else None
+        out.append(
+            None if label is None else str(label).lower() if isinstance(label, bool) else str(label)
+        )
+    return out
+
+
+def latency_of(events: list[Any]) -> np.ndarray:
+    """Latency in milliseconds as float64 (NaN where not logged)."""
+    return np.array([e.get("latency_ms") for e in events], dtype=np.float64)
+
+
+@dataclass(slots=True)
+class ModelStream:
+    """Everything driftwatch keeps for one (model, model_version).
+
+    Events are appended to ``pending`` one by one; all per-window work happens in
+    :meth:`close_window`, on columns.
+    """
+
+    key: StreamKey
+    index: int
+    settings: DetectorSettings
+    warmup_events: int
+    bins: int
+    max_categories: int
+    numeric_names: tuple[str, ...] | None
+    categorical_names: tuple[str, ...] | None
+    profile: ReferenceProfile | None = None
+    detector: WindowDetector | None = None
+    errors: ErrorMonitor | None = None
+    pending: list[PredictionEvent | FeatureEvent] = field(default_factory=list)
+    offsets: tuple[int, int] = (0, 0)
+    versions: dict[str, str] = field(default_factory=dict)
+    last_report: WindowReport | None = None
+    last_time: float = 0.0
+    windows: int = 0
+
+    @property
+    def group(self) -> str:
+        """Alert group of the window detectors."""
+        return f"{self.key[0]}/{self.key[1]}"
+
+    @property
+    def capacity(self) -> int:
+        """Events to collect before the next step (warm-up or window)."""
+        return self.settings.window_size if self.detector is not None else self.warmup_events
+
+    def use_profile(self, profile: ReferenceProfile) -> None:
+        """Start evaluating windows against ``profile``."""
+        self.profile = profile
+        self.detector = WindowDetector(profile, self.settings)
+
+    def learn_profile(self) -> ReferenceProfile:
+        """Build the reference from the warm-up events collected in ``pending``."""
+        evs = self.pending
+        profile = build_profile(
+            self.key[0],
+            self.key[1],
+            "warmup",
+            [e["features"] for e in evs],
+            scores_of(evs),
+            labels_of(evs),
+            latency_of(evs),
+            bins=self.bins,
+            max_categories=self.max_categories,
+            numeric_names=self.numeric_names,
+            categorical_names=self.categorical_names,
+        )
+        self.pending = []
+        self.use_profile(profile)
+        return profile
+
+    def close_window(self) -> WindowReport:
+        """Evaluate the collected window and start a new one."""
+        det = self.detector
+        assert det is not None
+        evs = self.pending
+        self.pending = []
+        feats = [e["features"] for e in evs]
+        nf = len(det.categorical_names)
+        nb = numeric_block(feats, det.numeric_names)
+        cb = categorical_block(
+            feats, det.categorical_names, det.indexes[:nf], det.unseen_codes[:nf]
+        )
+        schema = frozenset(det.numeric_names) | frozenset(det.categorical_names)
+        any_absent = bool(nb.absent.any() or cb.absent.any())
+        cols = Columns(
+            len(feats),
+            nb,
+            cb,
+            unexpected_features(feats, schema, any_absent, det.settings.max_unexpected_features),
+        )
+        scores = labels = latency = None
+        if det.has_score:
+            scores = scores_of(evs)
+        if det.has_label:
+            index = det.indexes[-1]
+            unseen = det.unseen_codes[-1]
+            labels = np.fromiter(
+                (index.get(v, unseen) for v in labels_of(evs)), dtype=np.int64, count=len(evs)
+            )
+        if det.profile.latency is not None:
+            latency = latency_of(evs)
+        report = det.evaluate(cols, scores, labels, latency)
+        self.last_time = max(epoch_seconds(e["timestamp"]) for e in evs)
+        self.last_report = report
+        self.windows += 1
+        return report

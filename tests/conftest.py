@@ -1,0 +1,3 @@
+"""Shared fixtures: the real Kafka broker plugin."""
+
+pytest_plugins = ["tests.kafka_broker"]
