@@ -1,0 +1,171 @@
+"""The ``driftwatch`` command line.
+
+    driftwatch simulate --scenario NAME --events N --seed S --out events.jsonl [--truth truth.json]
+    driftwatch replay events.jsonl [--config monitor.yaml] [--reference ref.json] [--alerts a.jsonl]
+    driftwatch evaluate --alerts alerts.jsonl --truth truth.json
+    driftwatch reference build events.jsonl --out ref.json [--config monitor.yaml]
+    driftwatch check-config monitor.yaml
+
+Exit status: 0 on success, 2 on a usage or configuration error (the message names the file and
+the field), 1 on any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from alerting.sinks import JsonlSink
+from monitor import __version__
+from monitor.config import ConfigError, load_settings
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from monitor.simulate import generate
+
+    try:
+        sim = generate(args.scenario, args.events, args.seed, args.rate, onset=args.onset)
+    except ValueError as exc:
+        raise ConfigError(f"simulate: {exc}") from exc
+    truth = sim.write(args.out, args.truth)
+    print(
+        f"wrote {truth['lines']:,} lines ({truth['events']:,} predictions) of scenario "
+        f"{args.scenario} to {args.out}" + (f"; truth in {args.truth}" if args.truth else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from monitor.pipeline import Pipeline
+    from monitor.references import load_references
+    from monitor.replay import format_summary, replay
+
+    settings = load_settings(args.config)
+    ref_path = args.reference or settings.reference.path
+    references = load_references(ref_path) if ref_path else {}
+    pipeline = Pipeline(settings, references)
+    with contextlib.ExitStack() as stack:
+        sink = None
+        if args.alerts:
+            stream: BinaryIO = stack.enter_context(open(args.alerts, "wb"))
+            sink = JsonlSink(stream)
+        try:
+            result = replay(args.events, pipeline, sink, progress=None if args.progress else False)
+        except OSError as exc:
+            raise ConfigError(f"{args.events}: cannot read: {exc.strerror or exc}") from exc
+    format_summary(result, sys.stdout)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from monitor.evaluate import evaluate_files, format_evaluation
+
+    try:
+        ev = evaluate_files(args.alerts, args.truth, grace_events=args.grace_events)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"evaluate: {exc}") from exc
+    print(format_evaluation(ev))
+    return 0
+
+
+def _reference_build(args: argparse.Namespace) -> int:
+    from monitor.references import build_references, write_references
+
+    settings = load_settings(args.config)
+    try:
+        profiles = build_references(args.events, settings)
+    except OSError as exc:
+        raise ConfigError(f"{args.events}: cannot read: {exc.strerror or exc}") from exc
+    write_references(profiles, args.out)
+    for p in profiles:
+        print(
+            f"{p.model} {p.model_version}: {p.events:,} events, {len(p.numeric)} numeric and "
+            f"{len(p.categorical)} categorical features, id {p.id}",
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    rules = settings.rule_set()
+    print(f"{args.config}: OK")
+    print(f"  window: {settings.window.size} events; warm-up: {settings.reference.warmup_events}")
+    print(
+        f"  false-alarm budget: one per {settings.calibration.false_alarm_days:g} days at "
+        f"{settings.calibration.events_per_second:g} events/s"
+    )
+    for name, rule in sorted(rules.rules.items()):
+        print(
+            f"  {name}: for {rule.for_seconds:g}s, keep_firing_for "
+            f"{rule.keep_firing_for_seconds:g}s, severity {rule.severity}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    from monitor.simulate import SCENARIOS
+
+    parser = argparse.ArgumentParser(
+        prog="driftwatch", description="Streaming drift and observability monitor for ML serving."
+    )
+    parser.add_argument("--version", action="version", version=f"driftwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="write a synthetic prediction stream with known incidents")
+    p.add_argument("--scenario", required=True, choices=SCENARIOS)
+    p.add_argument("--events", type=int, required=True, help="prediction events to generate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="events file (JSONL)")
+    p.add_argument("--truth", help="write the injected incidents here (JSON)")
+    p.add_argument("--rate", type=float, default=100.0, help="events per second (event time)")
+    p.add_argument("--onset", type=float, default=0.5, help="incident start, fraction of events")
+    p.set_defaults(func=_simulate)
+
+    p = sub.add_parser("replay", help="run the monitor over a JSONL file of events")
+    p.add_argument("events", help="events file (JSONL)")
+    p.add_argument("--config", help="settings (YAML); defaults apply without one")
+    p.add_argument("--reference", help="reference profiles (from `reference build`)")
+    p.add_argument("--alerts", help="write alert state changes here (JSONL)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=_replay)
+
+    p = sub.add_parser("evaluate", help="score alerts against a simulation's truth")
+    p.add_argument("--alerts", required=True)
+    p.add_argument("--truth", required=True)
+    p.add_argument("--grace-events", type=int, default=20_000)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("reference", help="reference profiles")
+    rsub = p.add_subparsers(dest="reference_command", required=True, metavar="ACTION")
+    b = rsub.add_parser("build", help="build reference profiles from an events file")
+    b.add_argument("events")
+    b.add_argument("--out", required=True)
+    b.add_argument("--config")
+    b.set_defaults(func=_reference_build)
+
+    p = sub.add_parser("check-config", help="validate a settings file and print what it means")
+    p.add_argument("config")
+    p.set_defaults(func=_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``driftwatch`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"driftwatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
