@@ -210,6 +210,11 @@ LABEL_DELAY_MAX: Final[int] = 200
 _NULL: Final[bytes] = b"null"
 _NAN: Final[bytes] = b"NaN"
 _LABEL_TOKENS: Final[NDArray[np.object_]] = np.array([b'"legit"', b'"fraud"'], dtype=object)
+_CATEGORY_TOKENS: Final[dict[str, NDArray[np.object_]]] = {
+    # encoded vocabulary; code len(vocab) is the null token
+    name: np.array([orjson.dumps(v) for v in vocab] + [_NULL], dtype=object)
+    for name, (vocab, _probs, _null_rate) in CATEGORICAL_SPECS.items()
+}
 _STREAMS: Final[int] = 4  # base, injection, label values, label delays
 
 
@@ -536,8 +541,7 @@ class Simulation:
                 for k in np.flatnonzero(nan).tolist():
                     tokens[k] = _NAN
             columns.append(tokens)
-        for name, (vocab, _probs, _null) in CATEGORICAL_SPECS.items():
-            lut = np.array([orjson.dumps(v) for v in vocab] + [_NULL], dtype=object)
+        for name, lut in _CATEGORY_TOKENS.items():
             columns.append(lut[chunk.cat[name]].tolist())
         columns.append(_tokens(chunk.score))
         columns.append(_LABEL_TOKENS[(chunk.score >= 0.5).astype(np.intp)].tolist())
@@ -641,10 +645,10 @@ class Simulation:
         if scenario == "corrupt-values":
             params = {
                 "nan_rate": CORRUPT_NAN_RATE,
-                "sentinel_rates": {
-                    str(CORRUPT_LOW): CORRUPT_LOW_RATE,
-                    str(CORRUPT_HIGH): CORRUPT_HIGH_RATE,
-                },
+                "sentinels": [
+                    {"value": int(CORRUPT_LOW), "rate": CORRUPT_LOW_RATE},
+                    {"value": int(CORRUPT_HIGH), "rate": CORRUPT_HIGH_RATE},
+                ],
             }
             checks = ["nan_inf", "out_of_range"]
             return [("DataQuality", checks, [CORRUPT_FEATURE], o, n - 1, params)]
