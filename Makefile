@@ -34,3 +34,9 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+
+kafka-up:
+	bash deploy/kafka/kafka.sh start
+
+kafka-down:
+	bash deploy/kafka/kafka.sh stop

@@ -97,6 +97,7 @@ def format_summary(result: ReplayResult, out: TextIO | None = None) -> str:
         w = max(len(n) for n in [*names, "alert"])
         lines = [
             "",
+            "",
             "Alerts by state",
             "  " + "alert".ljust(w) + "".join(f"{x:>11}" for x in states),
         ]
