@@ -168,6 +168,24 @@ class AlertTracker:
             "alerts": {fp: {**asdict(a), "state": a.state.value} for fp, a in self._alerts.items()}
         }
 
+    def snapshot_group(self, group: str) -> dict[str, Any]:
+        """Like :meth:`snapshot`, for the alerts of one group only."""
+        return {
+            "alerts": {
+                fp: {**asdict(self._alerts[fp]), "state": self._alerts[fp].state.value}
+                for fp in sorted(self._groups.get(group, ()))
+            }
+        }
+
+    def restore_group(self, group: str, state: dict[str, Any]) -> None:
+        """Replace one group's alerts with those of :meth:`snapshot_group`."""
+        for fp in list(self._groups.get(group, ())):
+            self._drop(fp)
+        for fp, raw in state.get("alerts", {}).items():
+            alert = ActiveAlert(**{**raw, "state": AlertState(raw["state"])})
+            self._alerts[fp] = alert
+            self._groups.setdefault(alert.group, set()).add(fp)
+
     def restore(self, state: dict[str, Any]) -> None:
         """Replace the state with one taken by :meth:`snapshot`."""
         self._alerts = {}

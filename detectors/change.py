@@ -10,9 +10,35 @@ caught by the cumulative detector, and the alert clears once the series is back 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from river import drift
+from river import drift, stats
+
+#: How many inputs a latch remembers to rebuild a detector whose state is not exposed (ADWIN).
+HISTORY = 4096
+
+
+def river_state(obj: Any) -> dict[str, Any]:
+    """JSON-friendly state of a pure-Python River detector (numbers, flags, ``stats.Mean``)."""
+    out: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if isinstance(value, stats.Mean):
+            out[name] = {"mean_n": value.n, "mean": value._mean}
+        elif value is None or isinstance(value, bool | int | float | str):
+            out[name] = value
+    return out
+
+
+def load_river_state(obj: Any, state: dict[str, Any]) -> None:
+    """Inverse of :func:`river_state` on a freshly constructed detector of the same class."""
+    for name, value in state.items():
+        if isinstance(value, dict) and "mean_n" in value:
+            m = stats.Mean()
+            m.n = value["mean_n"]
+            m._mean = value["mean"]
+            setattr(obj, name, m)
+        else:
+            setattr(obj, name, value)
 
 
 class ChangeLatch:
@@ -47,6 +73,16 @@ class ChangeLatch:
     def baseline(self) -> float:
         """Mean of the series over the updates where the latch was inactive."""
         return self._mean
+
+    def state(self) -> dict[str, Any]:
+        """JSON-friendly state."""
+        return {"active": self.active, "n": self._n, "mean": self._mean}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned."""
+        self.active = bool(state["active"])
+        self._n = int(state["n"])
+        self._mean = float(state["mean"])
 
     def _away(self, x: float) -> bool:
         d = x - self._mean
@@ -83,6 +119,15 @@ class PageHinkleyLatch:
         self.detector.update(z)
         return self.latch.update(z, bool(self.detector.drift_detected))
 
+    def state(self) -> dict[str, Any]:
+        """JSON-friendly state (Page-Hinkley's sums and the latch)."""
+        return {"ph": river_state(self.detector), "latch": self.latch.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned."""
+        load_river_state(self.detector, state["ph"])
+        self.latch.load_state(state["latch"])
+
 
 class AdwinLatch:
     """ADWIN on a per-window series (for example log latency p95 over its reference), latched
@@ -90,10 +135,32 @@ class AdwinLatch:
     probability of a false cut per check, set from the false-alarm budget."""
 
     def __init__(self, delta: float, clear: float) -> None:
-        self.detector = drift.ADWIN(delta=delta, clock=1, grace_period=10, min_window_length=5)
+        self.delta = delta
+        self.detector = self._new()
         self.latch = ChangeLatch(clear, "up")
+        self.history: list[float] = []
+
+    def _new(self) -> Any:
+        return drift.ADWIN(delta=self.delta, clock=1, grace_period=10, min_window_length=5)
 
     def update(self, x: float) -> bool:
         """Feed one window's value; return whether the change condition holds."""
         self.detector.update(x)
+        self.history.append(x)
+        if len(self.history) > 2 * HISTORY:
+            del self.history[:-HISTORY]
         return self.latch.update(x, bool(self.detector.drift_detected))
+
+    def state(self) -> dict[str, Any]:
+        """JSON-friendly state: ADWIN keeps its buckets in compiled code, so the recent inputs
+        are stored instead and replayed into a fresh detector on restore (its window is bounded,
+        so the last :data:`HISTORY` inputs rebuild it)."""
+        return {"history": self.history[-HISTORY:], "latch": self.latch.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned."""
+        self.detector = self._new()
+        self.history = [float(x) for x in state["history"]]
+        for x in self.history:
+            self.detector.update(x)
+        self.latch.load_state(state["latch"])

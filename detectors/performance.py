@@ -20,7 +20,7 @@ import numpy as np
 from river.drift.binary import DDM
 
 from detectors.calibration import count_threshold, normal_quantile
-from detectors.change import ChangeLatch
+from detectors.change import ChangeLatch, load_river_state, river_state
 from detectors.profile import ErrorProfile
 from detectors.window import Finding
 
@@ -203,6 +203,37 @@ class ErrorMonitor:
         self._ddm_fired = False
         self._latch: ChangeLatch | None = None
         self.last_value: float | None = None
+
+    def state(self) -> dict[str, Any]:
+        """JSON-friendly state: the open window, the reference, DDM and the latch."""
+        return {
+            "kind": self.kind,
+            "buffer": list(self._buf),
+            "reference": self.reference.model_dump() if self.reference is not None else None,
+            "ddm": river_state(self._ddm),
+            "ddm_fired": self._ddm_fired,
+            "latch": self._latch.state() if self._latch is not None else None,
+            "latch_clear": self._latch.clear if self._latch is not None else None,
+            "last_value": self.last_value,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned."""
+        self.kind = state["kind"]
+        self._buf = [float(x) for x in state["buffer"]]
+        ref = state["reference"]
+        self.reference = ErrorProfile.model_validate(ref) if ref is not None else None
+        load_river_state(self._ddm, state["ddm"])
+        self._ddm_fired = bool(state["ddm_fired"])
+        if state["latch"] is not None:
+            self._latch = ChangeLatch(float(state["latch_clear"]), "up")
+            self._latch.load_state(state["latch"])
+        self.last_value = state["last_value"]
+
+    @property
+    def pending(self) -> int:
+        """Errors collected towards the next window (or the warm-up)."""
+        return len(self._buf)
 
     def add(self, kind: str, error: float) -> ErrorWindow | None:
         """Add one error; returns the closed window when this error completed one."""

@@ -19,6 +19,7 @@ Numbers in a report:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -231,6 +232,22 @@ class WindowDetector:
             )
         # Bins below the reference median edge (bins are equal-frequency quantile bins).
         self._mid = (self._edges.shape[1] + 1) // 2 if self._edges.size else 0
+
+    # -- state -------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """JSON-friendly state of the change detectors (all else derives from the profile)."""
+        return {
+            "page_hinkley": [latch.state() for latch in self._ph],
+            "adwin": self._adwin.state() if self._adwin is not None else None,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned (same profile and settings)."""
+        for latch, st in zip(self._ph, state.get("page_hinkley", []), strict=False):
+            latch.load_state(st)
+        if self._adwin is not None and state.get("adwin") is not None:
+            self._adwin.load_state(state["adwin"])
 
     # -- calibration -------------------------------------------------------------------------
 
