@@ -11,8 +11,9 @@ the caller (``replay``, the Faust agent) delivers them. Every input line is acco
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from alerting.state import AlertTracker
 from alerting.types import Signal, Transition
@@ -50,6 +51,8 @@ class PipelineStats:
     warnings: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     windows: int = 0
+    duplicates: int = 0
+    restored: int = 0
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -69,6 +72,15 @@ class Pipeline:
         warm-up.
     tracker
         The alert state machine; a new one from ``settings`` by default.
+    checkpoints
+        Looks up the last checkpoint of a stream by its group (``model/version``) when the
+        stream is first seen, so a restarted worker resumes where it left off.
+    checkpointing
+        Take checkpoints (see :meth:`take_checkpoints`); the live worker does, replay does not.
+
+    Input positions are per *source* (a file, or one Kafka topic partition); input at or before
+    a stream's last checkpointed position is a re-delivery and is skipped, which makes
+    at-least-once delivery idempotent for the state.
     """
 
     def __init__(
@@ -76,6 +88,8 @@ class Pipeline:
         settings: Settings | None = None,
         references: Mapping[StreamKey, ReferenceProfile] | None = None,
         tracker: AlertTracker | None = None,
+        checkpoints: Callable[[str], Mapping[str, Any] | None] | None = None,
+        checkpointing: bool = False,
     ) -> None:
         self.settings = settings or Settings()
         self.references = dict(references or {})
@@ -87,11 +101,16 @@ class Pipeline:
         self.joiner = LabelJoiner(lab.ttl, lab.max_pending)
         self.rejections: list[Rejection] = []
         self.keep_rejections = 1000
+        self.checkpoints = checkpoints
+        self.checkpointing = checkpointing
+        self._checkpoints: dict[str, dict[str, Any]] = {}
         self._detector_settings = self.settings.detector_settings()
 
     # -- input -------------------------------------------------------------------------------
 
-    def process_lines(self, lines: Sequence[bytes], first_offset: int = 0) -> list[Transition]:
+    def process_lines(
+        self, lines: Sequence[bytes], first_offset: int = 0, source: str = ""
+    ) -> list[Transition]:
         """Process consecutive input lines; ``first_offset`` is the offset of ``lines[0]``."""
         out: list[Transition] = []
         max_bytes = self.settings.events.max_bytes
@@ -100,20 +119,96 @@ class Pipeline:
             if isinstance(result, Rejection):
                 self.reject(result)
             else:
-                self.process_event(result, first_offset + i, out)
+                self.process_event(result, first_offset + i, out, source)
         return out
 
     def process_events(
-        self, events: Iterable[Event | Rejection], offsets: Iterable[int]
+        self, events: Iterable[Event | Rejection], positions: Iterable[int], source: str = ""
     ) -> list[Transition]:
-        """Process already-parsed events (or rejections) with their offsets."""
+        """Process already-parsed events (or rejections) at their input positions."""
         out: list[Transition] = []
-        for ev, off in zip(events, offsets, strict=True):
+        for ev, pos in zip(events, positions, strict=True):
             if isinstance(ev, Rejection):
                 self.reject(ev)
             else:
-                self.process_event(ev, off, out)
+                self.process_event(ev, pos, out, source)
         return out
+
+    def safe_position(self, source: str) -> int | None:
+        """Input of ``source`` before this position is fully reflected in checkpoints (or had
+        no effect on state); ``None`` when nothing of ``source`` awaits a checkpoint."""
+        pending = [s.unsaved_from[source] for s in self._by_index if source in s.unsaved_from]
+        return min(pending) if pending else None
+
+    def take_checkpoints(self) -> dict[str, dict[str, Any]]:
+        """Checkpoints taken since the last call, by stream group (only the newest per group).
+
+        A checkpoint is taken when a window closes or the reference is learned: at that moment
+        the stream holds no collected events, so everything it has seen is in its state.
+        """
+        out = self._checkpoints
+        self._checkpoints = {}
+        return out
+
+    def _checkpoint(self, stream: ModelStream) -> None:
+        if self.checkpointing:
+            self._checkpoints[stream.group] = self.snapshot_stream(stream)
+
+    def snapshot_stream(self, stream: ModelStream) -> dict[str, Any]:
+        """JSON-friendly checkpoint of one stream; marks its noted input as saved.
+
+        Only valid while the stream holds no collected window events (see
+        :meth:`take_checkpoints`); events collected afterwards are not acknowledged until the
+        next checkpoint, so after a restart they are delivered again.
+        """
+        assert not stream.pending, "checkpoint with collected events"
+        stream.saved()
+        errors = stream.errors
+        return {
+            "format": 1,
+            "key": list(stream.key),
+            "profile": (
+                stream.profile.model_dump(mode="json")
+                if stream.profile is not None and stream.profile.source == "warmup"
+                else None
+            ),
+            "profile_id": stream.profile.id if stream.profile is not None else None,
+            "windows": stream.windows,
+            "events": stream.events,
+            "labels": stream.labels,
+            "versions": stream.versions,
+            "last_time": stream.last_time,
+            "applied": stream.applied,
+            "detector": stream.detector.state() if stream.detector is not None else None,
+            "errors": errors.state() if errors is not None else None,
+            "alerts": self.tracker.snapshot_group(stream.group),
+            "label_alerts": self.tracker.snapshot_group(stream.group + "/labels"),
+        }
+
+    def restore_stream(self, stream: ModelStream, state: Mapping[str, Any]) -> None:
+        """Load a checkpoint written by :meth:`snapshot_stream` into a new stream."""
+        raw_profile = state.get("profile")
+        if raw_profile is not None:
+            stream.use_profile(ReferenceProfile.model_validate(raw_profile))
+        elif stream.profile is None and state.get("profile_id"):
+            raise ValueError(
+                f"checkpoint of {stream.group} needs reference {state['profile_id']}, "
+                "which is not loaded"
+            )
+        if stream.detector is not None and state.get("detector") is not None:
+            stream.detector.load_state(state["detector"])
+        stream.windows = int(state["windows"])
+        stream.events = int(state["events"])
+        stream.labels = int(state.get("labels", 0))
+        stream.versions = dict(state.get("versions") or {})
+        stream.last_time = float(state["last_time"])
+        stream.applied = {str(k): int(v) for k, v in state["applied"].items()}
+        if state.get("errors") is not None:
+            stream.errors = self._error_monitor(stream)
+            stream.errors.load_state(state["errors"])
+        self.tracker.restore_group(stream.group, state.get("alerts") or {})
+        self.tracker.restore_group(stream.group + "/labels", state.get("label_alerts") or {})
+        self.stats.restored += 1
 
     def reject(self, rejection: Rejection) -> None:
         """Count an input that is not an event (and keep the first few for the report)."""
@@ -122,17 +217,19 @@ class Pipeline:
         if len(self.rejections) < self.keep_rejections:
             self.rejections.append(rejection)
 
-    def process_event(self, event: Event, offset: int, out: list[Transition]) -> None:
+    def process_event(
+        self, event: Event, offset: int, out: list[Transition], source: str = ""
+    ) -> None:
         """Route one valid event; appends decided state changes to ``out``."""
         stats = self.stats
         stats.lines += 1
         stats.accepted += 1
         kind = event_kind(event) or "prediction"
         stats.events[kind] += 1
-        if len(event) > 8 and unknown_fields(event, kind):
+        if len(event) > 6 and unknown_fields(event, kind):
             stats.warnings["unknown_field"] += 1
         if kind == "label":
-            self._label(event, offset, out)  # type: ignore[arg-type]
+            self._label(event, offset, out, source)  # type: ignore[arg-type]
             return
         if kind == "prediction":
             key = (event["model"], event["model_version"])  # type: ignore[typeddict-item]
@@ -141,6 +238,11 @@ class Pipeline:
         stream = self.streams.get(key)
         if stream is None:
             stream = self._new_stream(key)
+        if offset <= stream.applied.get(source, -1):
+            stats.duplicates += 1
+            return
+        stream.events += 1
+        stream.note(source, offset)
         if kind == "prediction":
             self.joiner.add(
                 event["event_id"],
@@ -157,11 +259,13 @@ class Pipeline:
             stream.offsets = (stream.offsets[0], offset)
             if stream.detector is None:
                 stream.learn_profile()
+                self._checkpoint(stream)
             else:
                 report = stream.close_window()
                 stats.windows += 1
                 self._decide(stream, report, offset, out)
                 self.joiner.trim(stream.last_time)
+                self._checkpoint(stream)
 
     def _new_stream(self, key: StreamKey) -> ModelStream:
         cfg = self.settings
@@ -180,25 +284,35 @@ class Pipeline:
             stream.use_profile(ref)
         self.streams[key] = stream
         self._by_index.append(stream)
+        if self.checkpoints is not None:
+            state = self.checkpoints(stream.group)
+            if state is not None:
+                self.restore_stream(stream, state)
         return stream
 
-    def _label(self, event: LabelEvent, offset: int, out: list[Transition]) -> None:
+    def _error_monitor(self, stream: ModelStream) -> ErrorMonitor:
+        det = stream.detector
+        lab = self.settings.labels
+        alpha = det.alpha if det is not None else 1e-8
+        ref = stream.profile.error if stream.profile is not None else None
+        return ErrorMonitor(lab.window, alpha, ref, lab.warmup, self.settings.drift.change_clear_z)
+
+    def _label(self, event: LabelEvent, offset: int, out: list[Transition], source: str) -> None:
         found = self.joiner.pop(event["event_id"])
         if found is None:
             return
         stream = self._by_index[found.stream]
+        if offset <= stream.applied.get(source, -1):
+            self.stats.duplicates += 1
+            return
         graded = error_of(found.predicted, event["label"])
         if graded is None:
             self.stats.warnings["label_type_mismatch"] += 1
             return
         if stream.errors is None:
-            det = stream.detector
-            lab = self.settings.labels
-            alpha = det.alpha if det is not None else 1e-8
-            ref = stream.profile.error if stream.profile is not None else None
-            stream.errors = ErrorMonitor(
-                lab.window, alpha, ref, lab.warmup, self.settings.drift.change_clear_z
-            )
+            stream.errors = self._error_monitor(stream)
+        stream.labels += 1
+        stream.note(source, offset)
         window = stream.errors.add(*graded)
         if window is None:
             return

@@ -90,6 +90,31 @@ class ModelStream:
     last_report: WindowReport | None = None
     last_time: float = 0.0
     windows: int = 0
+    #: Events (and labels) applied to this stream since it was first seen, restarts included.
+    events: int = 0
+    labels: int = 0
+    #: Per input source: first position of events collected but not yet in a checkpoint.
+    unsaved_from: dict[str, int] = field(default_factory=dict)
+    #: Per input source: last position whose effect is in the last checkpoint; input at or
+    #: before it is a re-delivery after a restart and is skipped.
+    applied: dict[str, int] = field(default_factory=dict)
+    #: Highest position seen per source since the last checkpoint.
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def note(self, source: str, position: int) -> None:
+        """Record that input at ``position`` of ``source`` changed this stream's state."""
+        if source not in self.unsaved_from:
+            self.unsaved_from[source] = position
+        if position > self.seen.get(source, -1):
+            self.seen[source] = position
+
+    def saved(self) -> None:
+        """Everything noted so far is in the checkpoint being written."""
+        for source, pos in self.seen.items():
+            if pos > self.applied.get(source, -1):
+                self.applied[source] = pos
+        self.unsaved_from.clear()
+        self.seen.clear()
 
     @property
     def group(self) -> str:
