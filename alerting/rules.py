@@ -17,6 +17,27 @@ BUILTIN_ALERTS = (
 )
 
 
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """Raise the severity of an alert that is still firing ``after_seconds`` after it fired.
+
+    The tracker then emits a second firing alert with the same labels except ``severity`` (a
+    separate Alertmanager alert, as two Prometheus rules with different ``for`` would give); the
+    original stays active, and Alertmanager's usual "critical inhibits warning" rule mutes it.
+    Both resolve together.
+    """
+
+    after_seconds: float
+    severity: Severity
+
+    def __post_init__(self) -> None:
+        if self.after_seconds < 0:
+            raise ValueError("after_seconds must be >= 0")
+
+
 @dataclass(frozen=True, slots=True)
 class AlertRule:
     """Timing and severity of one alert name (durations in seconds of event time).
@@ -33,18 +54,32 @@ class AlertRule:
         ``critical`` pages, ``warning`` goes to a ticket queue, ``info`` is not routed.
     summary
         One sentence for the ``summary`` annotation.
+    escalation
+        Optional steps, by increasing ``after_seconds`` and severity (none by default).
+    runbook
+        URL of this alert's runbook; empty means ``<runbook base URL><alertname>.md``.
     """
 
     for_seconds: float = 60.0
     keep_firing_for_seconds: float = 60.0
     severity: Severity = "warning"
     summary: str = ""
+    escalation: tuple[Escalation, ...] = ()
+    runbook: str = ""
 
     def __post_init__(self) -> None:
         if self.for_seconds < 0:
             raise ValueError("for_seconds must be >= 0")
         if self.keep_firing_for_seconds < 0:
             raise ValueError("keep_firing_for_seconds must be >= 0")
+        rank = SEVERITY_RANK[self.severity]
+        after = -1.0
+        for step in self.escalation:
+            if step.after_seconds <= after or SEVERITY_RANK[step.severity] <= rank:
+                raise ValueError(
+                    "escalation steps must raise the severity at increasing after_seconds"
+                )
+            after, rank = step.after_seconds, SEVERITY_RANK[step.severity]
 
 
 DEFAULT_RULES: dict[str, AlertRule] = {

@@ -15,16 +15,25 @@ Conditions are evaluated per *group* (one model version): :meth:`AlertTracker.ev
 the signals that hold now for the group, and every alert of the group without a signal is
 treated as cleared. The tracker does no I/O; its state is a JSON-friendly dict
 (:meth:`AlertTracker.snapshot` / :meth:`AlertTracker.restore`) so it survives restarts.
+
+Two opt-in additions, both off unless configured, leave the transitions above unchanged:
+
+* with a :class:`~alerting.flapping.FlapDetector`, every evaluation also feeds each alert's
+  condition history, and the tracker emits ``flapping`` (before the evaluation's other
+  transitions) and ``flapping_stopped`` (after them) when an alert starts or stops flapping;
+* a rule's :class:`~alerting.rules.Escalation` steps emit a second ``firing`` alert with the
+  raised severity once the alert has fired for long enough, resolved together with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from alerting.fingerprint import fingerprint
-from alerting.rules import RuleSet
+from alerting.flapping import FlapChange, FlapDetector
+from alerting.rules import AlertRule, RuleSet
 from alerting.types import AlertState, Signal, Transition
 
 
@@ -41,6 +50,7 @@ class ActiveAlert:
     fired_at: float | None = None
     keep_firing_since: float | None = None
     last_true_at: float = 0.0
+    escalated_at: list[float] = field(default_factory=list)
 
 
 class AlertTracker:
@@ -49,11 +59,15 @@ class AlertTracker:
     Parameters
     ----------
     rules
-        ``for``, ``keep_firing_for`` and severity per alert name.
+        ``for``, ``keep_firing_for``, severity and escalation per alert name.
+    flapping
+        Flap detection over the last evaluations (none by default: no ``flapping``
+        transitions).
     """
 
-    def __init__(self, rules: RuleSet | None = None) -> None:
+    def __init__(self, rules: RuleSet | None = None, flapping: FlapDetector | None = None) -> None:
         self.rules = rules or RuleSet()
+        self.flapping = flapping
         self._alerts: dict[str, ActiveAlert] = {}
         self._groups: dict[str, set[str]] = {}
 
@@ -114,13 +128,19 @@ class AlertTracker:
         """
         out: list[Transition] = []
         members = self._groups.setdefault(group, set())
-        seen: set[str] = set()
+        present: dict[str, tuple[Signal, dict[str, str]]] = {}
         for signal in signals:
             labels = self._labels(signal)
-            fp = fingerprint(labels)
-            if fp in seen:
-                continue
-            seen.add(fp)
+            present.setdefault(fingerprint(labels), (signal, labels))
+        stopped: list[FlapChange] = []
+        if self.flapping is not None:
+            held = {fp: (s.alertname, labels, s.annotations) for fp, (s, labels) in present.items()}
+            for change in self.flapping.observe(group, now, held):
+                if change.started:
+                    out.append(self._flap_transition(change, offset, now))
+                else:
+                    stopped.append(change)
+        for fp, (signal, labels) in present.items():
             rule = self.rules.rule(signal.alertname)
             alert = self._alerts.get(fp)
             if alert is None:
@@ -144,7 +164,9 @@ class AlertTracker:
                 alert.state = AlertState.FIRING
                 alert.fired_at = now
                 out.append(self._transition(alert, AlertState.FIRING, fp, offset, now))
-        for fp in sorted(members - seen):
+            if rule.escalation and alert.state is AlertState.FIRING:
+                self._escalate(alert, rule, fp, offset, now, out)
+        for fp in sorted(members - present.keys()):
             alert = self._alerts[fp]
             rule = self.rules.rule(alert.alertname)
             if alert.state is AlertState.PENDING:
@@ -155,18 +177,81 @@ class AlertTracker:
                 alert.keep_firing_since = now
             if now - alert.keep_firing_since >= rule.keep_firing_for_seconds:
                 out.append(self._transition(alert, AlertState.RESOLVED, fp, offset, now))
+                out.extend(self._escalated(alert, AlertState.RESOLVED, fp, offset, now))
                 self._drop(fp)
+            elif rule.escalation:
+                self._escalate(alert, rule, fp, offset, now, out)
+        for change in stopped:
+            out.append(self._flap_transition(change, offset, now))
         return out
+
+    def _escalate(
+        self,
+        alert: ActiveAlert,
+        rule: AlertRule,
+        fp: str,
+        offset: int,
+        now: float,
+        out: list[Transition],
+    ) -> None:
+        fired = alert.fired_at if alert.fired_at is not None else now
+        steps = rule.escalation
+        while len(alert.escalated_at) < len(steps):
+            if now - fired < steps[len(alert.escalated_at)].after_seconds:
+                break
+            alert.escalated_at.append(now)
+            out.append(self._escalated(alert, AlertState.FIRING, fp, offset, now)[-1])
+
+    def _escalated(
+        self, alert: ActiveAlert, state: AlertState, fp: str, offset: int, now: float
+    ) -> list[Transition]:
+        """Transitions of the escalated copies of ``alert`` reached so far."""
+        steps = self.rules.rule(alert.alertname).escalation
+        out = []
+        for step, since in zip(steps, alert.escalated_at, strict=False):
+            labels = {**alert.labels, "severity": step.severity}
+            out.append(
+                Transition(
+                    state=state,
+                    alertname=alert.alertname,
+                    labels=labels,
+                    annotations=dict(alert.annotations),
+                    starts_at=since,
+                    ends_at=now if state is AlertState.RESOLVED else None,
+                    offset=offset,
+                    fingerprint=fingerprint(labels),
+                    escalated_from=fp,
+                )
+            )
+        return out
+
+    def _flap_transition(self, change: FlapChange, offset: int, now: float) -> Transition:
+        h = change.history
+        since = h.flapping_since if h.flapping_since is not None else now
+        return Transition(
+            state=AlertState.FLAPPING if change.started else AlertState.FLAPPING_STOPPED,
+            alertname=h.alertname,
+            labels=dict(h.labels),
+            annotations={**h.annotations, "flap_percent": f"{h.percent:.1f}"},
+            starts_at=since,
+            ends_at=None if change.started else now,
+            offset=offset,
+            fingerprint=change.fingerprint,
+        )
 
     def _drop(self, fp: str) -> None:
         alert = self._alerts.pop(fp)
         self._groups[alert.group].discard(fp)
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-friendly state: every pending and firing alert with its timers."""
-        return {
+        """JSON-friendly state: every pending and firing alert with its timers (and the flap
+        histories when flap detection is on)."""
+        state: dict[str, Any] = {
             "alerts": {fp: {**asdict(a), "state": a.state.value} for fp, a in self._alerts.items()}
         }
+        if self.flapping is not None:
+            state["flapping"] = self.flapping.snapshot()
+        return state
 
     def snapshot_group(self, group: str) -> dict[str, Any]:
         """Like :meth:`snapshot`, for the alerts of one group only."""
@@ -185,6 +270,8 @@ class AlertTracker:
             alert = ActiveAlert(**{**raw, "state": AlertState(raw["state"])})
             self._alerts[fp] = alert
             self._groups.setdefault(alert.group, set()).add(fp)
+        if self.flapping is not None:
+            self.flapping.restore(state.get("flapping", {}))
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace the state with one taken by :meth:`snapshot`."""
@@ -194,3 +281,5 @@ class AlertTracker:
             alert = ActiveAlert(**{**raw, "state": AlertState(raw["state"])})
             self._alerts[fp] = alert
             self._groups.setdefault(alert.group, set()).add(fp)
+        if self.flapping is not None:
+            self.flapping.restore(state.get("flapping", {}))

@@ -10,12 +10,19 @@ from alerting.timefmt import iso
 
 
 class AlertState(StrEnum):
-    """States of one alert; ``transient`` marks a pending alert that cleared before ``for``."""
+    """States of one alert; ``transient`` marks a pending alert that cleared before ``for``.
+
+    ``flapping`` and ``flapping_stopped`` are emitted only by a tracker with flap detection
+    (:class:`alerting.flapping.FlapDetector`): the alert's condition started or stopped
+    changing too often to be notified change by change.
+    """
 
     PENDING = "pending"
     FIRING = "firing"
     RESOLVED = "resolved"
     TRANSIENT = "transient"
+    FLAPPING = "flapping"
+    FLAPPING_STOPPED = "flapping_stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,11 @@ class Transition:
     condition became active, for ``firing`` and ``resolved`` the time it fired (as Prometheus
     sends ``startsAt = FiredAt``); ``ends_at`` is set on ``resolved`` and ``transient``.
     ``offset`` locates the input event at which the change was decided.
+
+    ``flapping`` carries the time flapping started in ``starts_at``; ``flapping_stopped`` adds
+    the time it stopped in ``ends_at``. An escalated copy of an alert (its ``severity`` raised
+    after firing long enough, see :class:`alerting.rules.Escalation`) has its own labels and
+    fingerprint and names the original alert's fingerprint in ``escalated_from``.
     """
 
     state: AlertState
@@ -46,6 +58,7 @@ class Transition:
     ends_at: float | None
     offset: int
     fingerprint: str
+    escalated_from: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The JSON record written to alert sinks."""
@@ -58,4 +71,4 @@ class Transition:
             "endsAt": iso(self.ends_at) if self.ends_at is not None else None,
             "offset": self.offset,
             "fingerprint": self.fingerprint,
-        }
+        } | ({"escalated_from": self.escalated_from} if self.escalated_from else {})
