@@ -187,16 +187,22 @@ class FlapDetector:
                 members.discard(fp)
         return out
 
-    def snapshot(self) -> dict[str, Any]:
-        """JSON-friendly state: every kept history."""
-        return {"histories": {fp: asdict(h) for fp, h in self._histories.items()}}
+    def snapshot(self, group: str | None = None) -> dict[str, Any]:
+        """JSON-friendly state: every kept history (of ``group`` only, if given)."""
+        fps = sorted(self._histories if group is None else self._groups.get(group, ()))
+        return {"histories": {fp: asdict(self._histories[fp]) for fp in fps}}
 
-    def restore(self, state: Mapping[str, Any]) -> None:
-        """Replace the state with one taken by :meth:`snapshot`."""
-        self._histories = {}
-        self._groups = {}
+    def restore(self, state: Mapping[str, Any], group: str | None = None) -> None:
+        """Replace the state (of ``group`` only, if given) with one taken by :meth:`snapshot`."""
+        if group is None:
+            self._histories, self._groups = {}, {}
+        else:
+            for fp in self._groups.pop(group, set()):
+                self._histories.pop(fp, None)
         for fp, raw in state.get("histories", {}).items():
             h = FlapHistory(**raw)
+            if group is not None and h.group != group:
+                continue
             h.bits &= self._mask
             self._histories[fp] = h
             self._groups.setdefault(h.group, set()).add(fp)

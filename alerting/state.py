@@ -255,12 +255,15 @@ class AlertTracker:
 
     def snapshot_group(self, group: str) -> dict[str, Any]:
         """Like :meth:`snapshot`, for the alerts of one group only."""
-        return {
+        state: dict[str, Any] = {
             "alerts": {
                 fp: {**asdict(self._alerts[fp]), "state": self._alerts[fp].state.value}
                 for fp in sorted(self._groups.get(group, ()))
             }
         }
+        if self.flapping is not None:
+            state["flapping"] = self.flapping.snapshot(group)
+        return state
 
     def restore_group(self, group: str, state: dict[str, Any]) -> None:
         """Replace one group's alerts with those of :meth:`snapshot_group`."""
@@ -271,7 +274,7 @@ class AlertTracker:
             self._alerts[fp] = alert
             self._groups.setdefault(alert.group, set()).add(fp)
         if self.flapping is not None:
-            self.flapping.restore(state.get("flapping", {}))
+            self.flapping.restore(state.get("flapping", {}), group)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace the state with one taken by :meth:`snapshot`."""
