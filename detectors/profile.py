@@ -49,8 +49,9 @@ class QualityCounts(_Frozen):
 
 
 class NumericProfile(_Frozen):
-    """One numeric feature: ``edges`` are the inner quantile edges (``bins - 1`` of them, padded
-    with +inf when ties merge quantiles), ``counts`` the reference histogram on them."""
+    """One numeric feature: ``edges`` are the distinct inner quantile edges (at most
+    ``bins - 1``; fewer when ties merge quantiles), ``counts`` the reference histogram on
+    ``bins`` bins (bins past the last edge are empty)."""
 
     edges: tuple[float, ...]
     counts: tuple[int, ...]
@@ -183,9 +184,8 @@ class ReferenceProfile(_Frozen):
 def _numeric_profile(values: np.ndarray, bins: int, quality: QualityCounts) -> NumericProfile:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
-        edges = np.full(bins - 1, np.inf)
         return NumericProfile(
-            edges=tuple(edges.tolist()),
+            edges=(),
             counts=(0,) * bins,
             min=0.0,
             max=0.0,
@@ -200,7 +200,7 @@ def _numeric_profile(values: np.ndarray, bins: int, quality: QualityCounts) -> N
     edges[: inner.size] = inner
     counts = bin_counts(finite[None, :], edges[None, :])[0]
     return NumericProfile(
-        edges=tuple(edges.tolist()),
+        edges=tuple(inner.tolist()),
         counts=tuple(int(c) for c in counts),
         min=float(finite.min()),
         max=float(finite.max()),
@@ -216,6 +216,8 @@ def numeric_profile(values: np.ndarray, bins: int = 10) -> NumericProfile:
     >>> p = numeric_profile(np.arange(100.0), bins=4)
     >>> p.edges, p.counts
     ((24.75, 49.5, 74.25), (25, 25, 25, 25))
+    >>> numeric_profile(np.array([0.0, 0.0, 0.0, 1.0]), bins=4).edges  # ties merge edges
+    (0.25,)
     """
     missing = int(np.count_nonzero(np.isnan(values)))
     return _numeric_profile(values, bins, QualityCounts(n=int(values.size), null=missing))

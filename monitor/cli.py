@@ -61,6 +61,42 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import logging
+
+    from monitor.app import build_app, run_worker
+    from monitor.references import load_references
+
+    settings = load_settings(args.config)
+    if args.bootstrap:
+        settings = settings.model_copy(
+            update={
+                "kafka": settings.kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
+            }
+        )
+    ref_path = args.reference or settings.reference.path
+    references = load_references(ref_path) if ref_path else {}
+    logging.basicConfig(
+        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with contextlib.ExitStack() as stack:
+        sinks = []
+        if args.alerts:
+            stream: BinaryIO = stack.enter_context(open(args.alerts, "ab"))
+            sinks.append(JsonlSink(stream))
+        app, _ = build_app(settings, references, sinks, args.stats)
+        print(
+            f"driftwatch worker: group {settings.kafka.group_id} on "
+            f"{settings.kafka.bootstrap_servers}, topics {settings.topics.predictions}, "
+            f"{settings.topics.features}, {settings.topics.labels}; "
+            f"dead letters to {settings.topics.dead_letter}",
+            file=sys.stderr,
+            flush=True,
+        )
+        run_worker(app, args.loglevel)
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from monitor.evaluate import evaluate_files, format_evaluation
 
@@ -134,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alerts", help="write alert state changes here (JSONL)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=_replay)
+
+    p = sub.add_parser("run", help="run the live worker on Kafka (Faust)")
+    p.add_argument("--config", help="settings (YAML); defaults apply without one")
+    p.add_argument("--reference", help="reference profiles (from `reference build`)")
+    p.add_argument("--alerts", help="append alert state changes here (JSONL)")
+    p.add_argument("--bootstrap", help="override kafka.bootstrap_servers")
+    p.add_argument("--stats", help="rewrite worker counters to this JSON file every second")
+    p.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_run)
 
     p = sub.add_parser("evaluate", help="score alerts against a simulation's truth")
     p.add_argument("--alerts", required=True)

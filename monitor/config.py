@@ -132,6 +132,40 @@ class EventsConfig(_Section):
     max_bytes: int = Field(1 << 20, ge=256)
 
 
+class KafkaConfig(_Section):
+    """Where the live worker reads from (``driftwatch run``).
+
+    ``bootstrap_servers`` (``127.0.0.1:9092``), ``group_id`` (``driftwatch``; also the Faust app
+    id, so it names the changelog topics), ``partitions`` of the input topics (4; the worker's
+    state tables are co-partitioned with them), and the security settings. The SASL password is
+    never written in this file: it is read from the environment variable named by
+    ``sasl_password_env`` or from ``sasl_password_file``.
+    """
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = Field("driftwatch", pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(4, ge=1, le=1024)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password_env: str = "DRIFTWATCH_KAFKA_PASSWORD"
+    sasl_password_file: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    max_message_bytes: int = Field(16 << 20, ge=1024)
+
+
+class TopicsConfig(_Section):
+    """Topic names: ``predictions``, ``features``, ``labels`` and the ``dead_letter`` topic
+    (``driftwatch.dlq``) that receives every input that could not be used, with the reason."""
+
+    predictions: str = "predictions"
+    features: str = "features"
+    labels: str = "labels"
+    dead_letter: str = "driftwatch.dlq"
+
+
 class Settings(_Section):
     """The whole configuration file."""
 
@@ -144,6 +178,8 @@ class Settings(_Section):
     features: FeaturesConfig = FeaturesConfig()
     alerts: dict[str, AlertRuleConfig] = Field(default_factory=dict)
     events: EventsConfig = EventsConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    topics: TopicsConfig = TopicsConfig()
 
     def detector_settings(self) -> DetectorSettings:
         """The detector part of the settings."""

@@ -35,6 +35,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import from_json
 from typing_extensions import TypedDict
 
 FeatureValue = bool | float | str | None
@@ -275,10 +276,55 @@ def parse_event(raw: bytes, offset: int = 0, max_bytes: int = 1 << 20) -> Event 
 def parse_object(value: Any, offset: int = 0) -> Event | Rejection:
     """Validate one already-decoded JSON object (an element of a batch envelope)."""
     try:
-        event: Event = _EVENT.validate_python(value)
+        event: Event = _PREDICTION.validate_python(value)
+    except ValidationError:
+        pass
+    else:
+        return event
+    if not isinstance(value, dict):
+        return Rejection(Reason.NOT_AN_OBJECT, "an event must be a JSON object", offset)
+    try:
+        event = _EVENT.validate_python(value)
     except ValidationError as exc:
         return rejection_from(exc, offset)
     return event
+
+
+def parse_message(raw: bytes, max_bytes: int = 1 << 20) -> list[Event | Rejection] | Rejection:
+    """Validate one Kafka message: a single event or a batch envelope ``{"events": [...]}``.
+
+    Returns a rejection for the whole message when it is not usable at all, else one result
+    per event (an envelope element may be rejected on its own; its ``offset`` is its index).
+
+    >>> label = b'{"event_id": "1", "model": "m", "timestamp": 0, "label": 1}'
+    >>> [getattr(r, "reason", "ok") for r in parse_message(b'{"events": [' + label + b', 7]}')]
+    ['ok', <Reason.NOT_AN_OBJECT: 'not_an_object'>]
+    """
+    head = raw[:16].lstrip()
+    if not head.startswith(b'{"events"'):
+        single = parse_event(raw, 0, max_bytes)
+        if not (isinstance(single, Rejection) and single.reason is Reason.UNKNOWN_EVENT_TYPE):
+            return [single]
+    if len(raw) > max_bytes:
+        return Rejection(
+            Reason.TOO_LARGE, f"message of {len(raw)} bytes exceeds the {max_bytes}-byte limit", 0
+        )
+    try:
+        body = from_json(raw, allow_inf_nan=True)
+    except ValueError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as ude:
+            return Rejection(Reason.INVALID_UTF8, f"not UTF-8: {ude}", 0)
+        return Rejection(Reason.MALFORMED_JSON, f"invalid JSON: {exc}", 0)
+    if not isinstance(body, dict):
+        return Rejection(Reason.NOT_AN_OBJECT, 'a message must be an event or {"events": [...]}', 0)
+    if set(body) != {"events"}:
+        return [parse_object(body, 0)]
+    events = body["events"]
+    if not isinstance(events, list):
+        return Rejection(Reason.WRONG_TYPE, "events: must be a list of events", 0)
+    return [parse_object(e, i) for i, e in enumerate(events)]
 
 
 def epoch_seconds(ts: datetime) -> float:

@@ -1,0 +1,167 @@
+"""The live worker: a Faust app whose agent hands raw Kafka messages to the pipeline.
+
+``driftwatch run`` builds it with :func:`build_worker`. Values are consumed as raw bytes and
+parsed by driftwatch (no Faust Records, no pickle). Checkpoints live in a Faust table backed by
+a changelog topic (``<group_id>-checkpoints-changelog``), co-partitioned with the input topics,
+so a restarted or rebalanced worker restores each model version's state from it. Faust's own
+web server is disabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterable, Iterator, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from alerting.sinks import AlertSink
+from detectors.profile import ReferenceProfile
+from monitor.config import Settings
+from monitor.kafka_adapter import KafkaAdapter
+from monitor.kafka_security import sasl_password, ssl_context
+from monitor.pipeline import Pipeline
+from monitor.streams import StreamKey
+
+log = logging.getLogger("driftwatch.worker")
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials for the configured security protocol (``None`` for PLAINTEXT)."""
+    cfg = settings.kafka
+    ctx = ssl_context(cfg)
+    password = sasl_password(cfg)
+    if password is not None:
+        return faust.SASLCredentials(
+            username=cfg.sasl_username or "",
+            password=password.value,
+            mechanism=cfg.sasl_mechanism,
+            ssl_context=ctx,
+        )
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None
+
+
+class CheckpointTable(MutableMapping[str, Any]):
+    """Checkpoints by stream group, stored as JSON bytes in a changelog-backed Faust table."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, group: str) -> Any:
+        raw = self.table.get(group.encode())
+        if raw is None:
+            raise KeyError(group)
+        return json.loads(raw)
+
+    def __setitem__(self, group: str, state: Any) -> None:
+        self.table[group.encode()] = json.dumps(state, separators=(",", ":")).encode()
+
+    def __delitem__(self, group: str) -> None:
+        del self.table[group.encode()]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k.decode() for k in list(self.table.keys()))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def _broker_url(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def build_app(
+    settings: Settings,
+    references: dict[StreamKey, ReferenceProfile],
+    sinks: Sequence[AlertSink],
+    stats_path: str | None = None,
+) -> tuple[faust.App, KafkaAdapter]:
+    """The Faust app with its one agent, and the adapter it feeds (for status and tests)."""
+    k = settings.kafka
+    t = settings.topics
+    app = faust.App(
+        k.group_id,
+        broker=_broker_url(k.bootstrap_servers),
+        broker_credentials=broker_credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        topic_partitions=k.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        web_host="127.0.0.1",
+        web_bind="127.0.0.1",
+        producer_max_request_size=max(k.max_message_bytes, 1 << 20),
+        consumer_max_fetch_size=max(k.max_message_bytes, 1 << 20),
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        loghandlers=[],
+    )
+    table = CheckpointTable(
+        app.Table(
+            "checkpoints",
+            default=None,
+            partitions=k.partitions,
+            schema=faust.Schema(
+                key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            ),
+        )
+    )
+    source = app.topic(
+        t.predictions,
+        t.features,
+        t.labels,
+        value_serializer="raw",
+        key_serializer="raw",
+        partitions=k.partitions,
+    )
+    dlq = app.topic(t.dead_letter, value_serializer="raw", key_serializer="raw")
+
+    async def dead_letter(
+        key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        await dlq.send(key=key, value=value, headers=headers)
+
+    pipeline = Pipeline(
+        settings,
+        references,
+        checkpoints=table.get,
+        checkpointing=True,
+    )
+    adapter = KafkaAdapter(pipeline, table, dead_letter, sinks, k.max_message_bytes)
+
+    @app.agent(source, name="driftwatch-monitor")
+    async def monitor(stream: AsyncIterable[Any]) -> None:
+        async for event in stream.noack().events():  # type: ignore[attr-defined]
+            await adapter.handle(event.message, event.value, event.ack)
+
+    if stats_path:
+
+        @app.timer(1.0)  # type: ignore[untyped-decorator]
+        async def write_stats() -> None:
+            _write_json(stats_path, adapter.status())
+
+    return app, adapter
+
+
+def _write_json(path: str, body: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp"
+    Path(tmp).write_text(json.dumps(body, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_worker(app: faust.App, loglevel: str = "warning") -> None:
+    """Run the Faust worker in the foreground until SIGINT/SIGTERM."""
+    from faust.worker import Worker
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

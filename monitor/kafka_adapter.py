@@ -1,0 +1,195 @@
+"""What the Faust agent does with each message, kept apart from Faust so it is unit-testable.
+
+For every message: validate it (one event or a batch envelope), hand the events to the
+:class:`~monitor.pipeline.Pipeline`, dead-letter whatever could not be used (with the reason
+and the source topic, partition and offset in headers), store the checkpoints the pipeline
+took in the state table, deliver alert state changes, and acknowledge the messages whose
+effect is now in a checkpoint.
+
+Delivery is at-least-once: a message is acknowledged (so its offset may be committed) only when
+every stream it touched has checkpointed past it. After a crash Kafka re-delivers from the last
+committed offset; the pipeline skips input at or before each stream's checkpointed position,
+so the re-delivery rebuilds exactly the windows that were open. Positions are
+``offset << 16 | index`` (index within an envelope), so an envelope may straddle a window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import orjson
+from pydantic_core import from_json
+
+from alerting.sinks import AlertSink
+from monitor.events import Event, Reason, Rejection, parse_message
+from monitor.pipeline import Pipeline
+
+INDEX_BITS = 16
+MAX_ENVELOPE = (1 << INDEX_BITS) - 1
+HEADER_PREFIX = "driftwatch-"
+
+
+class Message(Protocol):
+    """The parts of a Kafka message the adapter reads."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+
+DeadLetter = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class AdapterStats:
+    """Counts of the adapter itself (the pipeline counts events)."""
+
+    messages: int = 0
+    dead_letters: int = 0
+    acked: int = 0
+    checkpoints: int = 0
+    started: float = field(default_factory=time.time)
+
+
+class KafkaAdapter:
+    """Message -> pipeline -> (dead letters, checkpoints, alert sinks, acks); no Faust types.
+
+    Parameters
+    ----------
+    pipeline
+        The pipeline, built with ``checkpointing=True`` and ``checkpoints=table.get``.
+    table
+        Where checkpoints go (a Faust table backed by a changelog topic in the worker).
+    dead_letter
+        Coroutine that produces one dead letter: ``(key, value, headers)``.
+    sinks
+        Receive alert state changes; ``offset`` in them is the Kafka offset.
+    max_bytes
+        Largest message accepted; bigger ones are dead-lettered as ``too_large``.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        table: MutableMapping[str, Any],
+        dead_letter: DeadLetter,
+        sinks: Sequence[AlertSink] = (),
+        max_bytes: int = 16 << 20,
+    ) -> None:
+        self.pipeline = pipeline
+        self.table = table
+        self.dead_letter = dead_letter
+        self.sinks = list(sinks)
+        self.max_bytes = max_bytes
+        self.stats = AdapterStats()
+        self._unacked: dict[str, deque[tuple[int, Callable[[], Any]]]] = {}
+
+    @staticmethod
+    def source(msg: Message) -> str:
+        """The pipeline's name for a topic partition."""
+        return f"{msg.topic}/{msg.partition}"
+
+    async def handle(self, msg: Message, value: bytes | None, ack: Callable[[], Any]) -> None:
+        """Process one message completely; never raises on bad input."""
+        self.stats.messages += 1
+        source = self.source(msg)
+        raw = value or b""
+        parsed = parse_message(raw, self.max_bytes)
+        if isinstance(parsed, Rejection):
+            self.pipeline.reject(parsed)
+            await self._dead_letter(msg, raw, parsed, None)
+            parsed = []
+        elif len(parsed) > MAX_ENVELOPE:
+            rej = Rejection(
+                Reason.TOO_LARGE, f"envelope of {len(parsed)} events exceeds {MAX_ENVELOPE}", 0
+            )
+            self.pipeline.reject(rej)
+            await self._dead_letter(msg, raw, rej, None)
+            parsed = []
+        base = msg.offset << INDEX_BITS
+        events: list[Event | Rejection] = []
+        positions: list[int] = []
+        for i, item in enumerate(parsed):
+            if isinstance(item, Rejection):
+                self.pipeline.reject(item)
+                body = raw if len(parsed) == 1 else _element(raw, i)
+                await self._dead_letter(msg, body, item, i if len(parsed) > 1 else None)
+                continue
+            events.append(item)
+            positions.append(base | i)
+        transitions = self.pipeline.process_events(events, positions, source) if events else []
+        for group, state in self.pipeline.take_checkpoints().items():
+            self.table[group] = state
+            self.stats.checkpoints += 1
+        if transitions:
+            shifted = [replace(t, offset=t.offset >> INDEX_BITS) for t in transitions]
+            for sink in self.sinks:
+                sink.send(shifted)
+        self._ack_safe(source, msg.offset, ack)
+
+    def _ack_safe(self, source: str, offset: int, ack: Callable[[], Any]) -> None:
+        queue = self._unacked.setdefault(source, deque())
+        queue.append((offset, ack))
+        safe = self.pipeline.safe_position(source)
+        while queue and (safe is None or (queue[0][0] + 1) << INDEX_BITS <= safe):
+            queue.popleft()[1]()
+            self.stats.acked += 1
+
+    def unacked(self) -> int:
+        """Messages processed but not yet acknowledged (their windows are still open)."""
+        return sum(len(q) for q in self._unacked.values())
+
+    async def _dead_letter(
+        self, msg: Message, body: bytes, rejection: Rejection, index: int | None
+    ) -> None:
+        headers = [
+            (HEADER_PREFIX + "reason", rejection.reason.value.encode()),
+            (HEADER_PREFIX + "error", rejection.message[:1000].encode("utf-8", "replace")),
+            (HEADER_PREFIX + "source-topic", msg.topic.encode()),
+            (HEADER_PREFIX + "source-partition", str(msg.partition).encode()),
+            (HEADER_PREFIX + "source-offset", str(msg.offset).encode()),
+        ]
+        if index is not None:
+            headers.append((HEADER_PREFIX + "envelope-index", str(index).encode()))
+        await self.dead_letter(msg.key, body, headers)
+        self.stats.dead_letters += 1
+
+    def status(self) -> dict[str, Any]:
+        """Counters for the stats file and the status page."""
+        s = self.pipeline.stats
+        return {
+            "messages": self.stats.messages,
+            "accepted": s.accepted,
+            "rejected": dict(s.rejected),
+            "dead_letters": self.stats.dead_letters,
+            "duplicates_skipped": s.duplicates,
+            "streams_restored": s.restored,
+            "windows": s.windows,
+            "checkpoints": self.stats.checkpoints,
+            "acked": self.stats.acked,
+            "unacked": self.unacked(),
+            "events_by_stream": {st.group: st.events for st in self.pipeline.streams.values()},
+            "labels_by_stream": {st.group: st.labels for st in self.pipeline.streams.values()},
+            "alerts": {f"{n}/{st}": c for (n, st), c in s.alerts.items()},
+        }
+
+
+def _element(raw: bytes, index: int) -> bytes:
+    """Re-encode one envelope element for its dead letter."""
+    try:
+        body = from_json(raw, allow_inf_nan=True)
+        return orjson.dumps(body["events"][index], option=orjson.OPT_SERIALIZE_NUMPY)
+    except (ValueError, KeyError, IndexError, TypeError, orjson.JSONEncodeError):
+        return raw

@@ -1,0 +1,60 @@
+"""Kafka client security from settings: TLS context and SASL credentials.
+
+Secrets come from the environment or a file, never from the settings file, and are never
+logged (:class:`Secret` hides its value in ``repr``).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.config import ConfigError, KafkaConfig
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A string that does not show itself in logs or tracebacks."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def sasl_password(cfg: KafkaConfig) -> Secret | None:
+    """The SASL password from ``sasl_password_file`` or the ``sasl_password_env`` variable."""
+    if cfg.sasl_mechanism is None:
+        return None
+    if cfg.sasl_password_file:
+        try:
+            return Secret(Path(cfg.sasl_password_file).read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise ConfigError(
+                f"kafka.sasl_password_file: cannot read {cfg.sasl_password_file}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+    value = os.environ.get(cfg.sasl_password_env)
+    if not value:
+        raise ConfigError(
+            f"kafka.sasl_mechanism is {cfg.sasl_mechanism} but no password: set the environment "
+            f"variable {cfg.sasl_password_env} or kafka.sasl_password_file"
+        )
+    return Secret(value)
+
+
+def ssl_context(cfg: KafkaConfig) -> ssl.SSLContext | None:
+    """A TLS context for SSL / SASL_SSL, verifying the broker with ``ssl_cafile`` if given."""
+    if cfg.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=cfg.ssl_cafile)
+        if cfg.ssl_certfile:
+            ctx.load_cert_chain(cfg.ssl_certfile, cfg.ssl_keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"kafka.ssl_*: cannot load TLS files: {exc}") from exc
+    return ctx
