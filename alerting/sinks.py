@@ -1,12 +1,17 @@
-"""Where alert state changes go. Here: JSON lines (a file or any binary stream)."""
+"""Where alert state changes go: JSON lines (a file or any binary stream), memory, and the
+log receiver for notifications."""
 
 from __future__ import annotations
 
+import logging
 from typing import BinaryIO, Protocol
 
 import orjson
 
-from alerting.types import Transition
+from alerting.delivery import DeliveryStats
+from alerting.types import NoticeKind, Notification, Transition
+
+_log = logging.getLogger("driftwatch.notifications")
 
 
 class AlertSink(Protocol):
@@ -52,3 +57,42 @@ class MemorySink:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+class NotificationLog:
+    """A log receiver: one JSON line per notification (:meth:`Notification.to_record`), to a
+    binary stream, or to the ``driftwatch.notifications`` logger at INFO when ``stream`` is
+    None. Synchronous: a local append does not block the pipeline the way a network call can.
+    """
+
+    stateful = False
+
+    def __init__(self, name: str, stream: BinaryIO | None = None, *, send_transient: bool = True):
+        self.name = name
+        self.stream = stream
+        self.send_transient = send_transient
+        self.written = 0
+
+    def offer(self, notes: list[Notification]) -> None:
+        """Write the notifications."""
+        for note in notes:
+            if note.kind is NoticeKind.TRANSIENT and not self.send_transient:
+                continue
+            line = orjson.dumps(note.to_record())
+            if self.stream is None:
+                _log.info("%s", line.decode())
+            else:
+                self.stream.write(line + b"\n")
+            self.written += 1
+        if self.stream is not None and notes:
+            self.stream.flush()
+
+    def close(self, deadline: float) -> bool:
+        """Flush (the stream's owner closes it)."""
+        if self.stream is not None:
+            self.stream.flush()
+        return True
+
+    def delivery_stats(self) -> DeliveryStats:
+        """``sent`` = lines written."""
+        return DeliveryStats(sent=self.written)

@@ -72,3 +72,51 @@ class Transition:
             "offset": self.offset,
             "fingerprint": self.fingerprint,
         } | ({"escalated_from": self.escalated_from} if self.escalated_from else {})
+
+
+class NoticeKind(StrEnum):
+    """What a notification is about: an ``alert`` (firing or resolved), an alert that is
+    ``flapping`` (started: firing, stopped: resolved), or a ``transient`` (log receivers only)."""
+
+    ALERT = "alert"
+    FLAPPING = "flapping"
+    TRANSIENT = "transient"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message for one receiver, decided by :class:`alerting.router.Router`.
+
+    ``status`` is ``firing`` or ``resolved``; ``starts_at``/``ends_at`` are event-time epoch
+    seconds (``ends_at`` None while firing). ``labels`` identify the alert at the receiver
+    (``fingerprint`` is theirs); a flapping notification adds ``flapping="true"`` to the alert's
+    labels, so it is an alert of its own beside the regular one.
+    """
+
+    receiver: str
+    kind: NoticeKind
+    status: str
+    alertname: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float
+    ends_at: float | None
+    fingerprint: str
+    offset: int
+    generator_url: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON record written by log receivers."""
+        return {
+            "receiver": self.receiver,
+            "kind": self.kind.value,
+            "status": self.status,
+            "alertname": self.alertname,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "startsAt": iso(self.starts_at),
+            "endsAt": iso(self.ends_at) if self.ends_at is not None else None,
+            "generatorURL": self.generator_url,
+            "fingerprint": self.fingerprint,
+            "offset": self.offset,
+        }
