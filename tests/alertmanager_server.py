@@ -1,0 +1,207 @@
+"""Pytest plugin: a real Alertmanager 0.25 and an HTTP webhook receiver, both on 127.0.0.1.
+
+Load it with ``pytest_plugins = ["tests.alertmanager_server"]`` (in ``tests/conftest.py`` or a
+test module) or ``pytest -p tests.alertmanager_server``.
+
+* ``webhook_receiver``: a stdlib ``http.server`` on a free port that records every JSON POST
+  (path and body) and answers 200.
+* ``alertmanager``: starts ``deploy/alertmanager/am.sh`` (the Debian package
+  ``prometheus-alertmanager``) on a free port with ``deploy/alertmanager/alertmanager.yml``,
+  changed only where a test needs it: every receiver URL points at the webhook receiver (its
+  path names the receiver) and group_wait/group_interval are short. It is stopped by PID at the
+  end of the test; ``stop()``/``start()`` simulate an outage on the same port and data dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AM_SH = REPO_ROOT / "deploy" / "alertmanager" / "am.sh"
+AM_CONFIG = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+AM_BIN = Path("/usr/bin/prometheus-alertmanager")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class WebhookReceiver:
+    """Records what Alertmanager (or driftwatch's webhook receiver) posts."""
+
+    url: str
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def payloads(self, path: str | None = None) -> list[dict[str, Any]]:
+        """Bodies received so far (on ``path`` only, if given)."""
+        with self.lock:
+            return [b for p, b in self.requests if path is None or p == path]
+
+    def alerts(self, path: str | None = None) -> list[dict[str, Any]]:
+        """Every alert of every payload, in arrival order."""
+        return [a for b in self.payloads(path) for a in b.get("alerts", [])]
+
+    def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float, path: str | None
+    ) -> list[dict[str, Any]]:
+        """Wait until ``predicate(alerts)`` holds; fail the test after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            alerts = self.alerts(path)
+            if predicate(alerts):
+                return alerts
+            time.sleep(0.1)
+        pytest.fail(f"webhook: condition not met within {timeout} s; got {self.alerts(path)}")
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """An HTTP server on 127.0.0.1 recording JSON POSTs (answers 200)."""
+    port = free_port()
+    receiver = WebhookReceiver(f"http://127.0.0.1:{port}")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            n = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(n) or b"{}")
+            with receiver.lock:
+                receiver.requests.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def derived_config(
+    webhook_url: str, group_wait: str = "1s", group_interval: str = "1s"
+) -> dict[str, Any]:
+    """``deploy/alertmanager/alertmanager.yml`` with every receiver URL pointed at
+    ``webhook_url``/<receiver name> and short group timers."""
+    config: dict[str, Any] = yaml.safe_load(AM_CONFIG.read_text(encoding="utf-8"))
+    config["route"]["group_wait"] = group_wait
+    config["route"]["group_interval"] = group_interval
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = f"{webhook_url}/{receiver['name']}"
+    return config
+
+
+@dataclass
+class Alertmanager:
+    """A running Alertmanager started by ``am.sh``."""
+
+    url: str
+    port: int
+    data_dir: Path
+    config: Path
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            AM_PORT=str(self.port), AM_DATA_DIR=str(self.data_dir), AM_CONFIG=str(self.config)
+        )
+        return env
+
+    def script(self, command: str) -> subprocess.CompletedProcess[str]:
+        """Run ``am.sh COMMAND`` for this instance."""
+        return subprocess.run(
+            ["bash", str(AM_SH), command],
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def start(self) -> None:
+        """Start (again) on the same port and data dir."""
+        result = self.script("start")
+        if result.returncode != 0:
+            raise RuntimeError(f"am.sh start failed:\n{result.stderr}")
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "alertmanager.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        """Stop by PID (``am.sh stop``; SIGKILL if it survives)."""
+        pid = self.pid()
+        self.script("stop")
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 0)
+                os.kill(pid, signal.SIGKILL)
+
+    def api(self, path: str) -> Any:
+        """GET a JSON API path."""
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(self.url + path, timeout=5) as resp:
+            return json.loads(resp.read())
+
+
+def _require_alertmanager() -> None:
+    if not AM_BIN.exists() or shutil.which("amtool") is None:
+        pytest.skip("needs the Debian package prometheus-alertmanager (apt-get install ...)")
+
+
+@pytest.fixture
+def alertmanager(
+    tmp_path_factory: pytest.TempPathFactory, webhook_receiver: WebhookReceiver
+) -> Iterator[Alertmanager]:
+    """A real Alertmanager on 127.0.0.1 whose receivers post to ``webhook_receiver``."""
+    _require_alertmanager()
+    data_dir = tmp_path_factory.mktemp("alertmanager")
+    config = data_dir / "alertmanager.yml"
+    config.write_text(yaml.safe_dump(derived_config(webhook_receiver.url)), encoding="utf-8")
+    am: Alertmanager | None = None
+    for _ in range(3):
+        port = free_port()
+        am = Alertmanager(f"http://127.0.0.1:{port}", port, data_dir, config)
+        result = am.script("start")
+        if result.returncode == 0:
+            break
+        if "already in use" not in result.stderr:
+            raise RuntimeError(f"am.sh start failed:\n{result.stderr}")
+    assert am is not None
+    try:
+        yield am
+    finally:
+        am.stop()
