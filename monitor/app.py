@@ -110,9 +110,8 @@ def build_app(
             "checkpoints",
             default=None,
             partitions=k.partitions,
-            schema=faust.Schema(
-                key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-            ),
+            key_type=bytes,  # bytes means the "raw" codec, for the changelog and its recovery
+            value_type=bytes,
         )
     )
     source = app.topic(

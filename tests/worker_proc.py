@@ -1,0 +1,176 @@
+"""Run ``driftwatch run`` as a real subprocess against the test broker, and talk to Kafka."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+
+@dataclass
+class Topics:
+    """Unique topic names and group for one test, so tests never see each other's data."""
+
+    predictions: str
+    features: str
+    labels: str
+    dead_letter: str
+    group: str
+
+    @classmethod
+    def fresh(cls, tag: str) -> Topics:
+        u = uuid.uuid4().hex[:8]
+        return cls(
+            f"{tag}-pred-{u}", f"{tag}-feat-{u}", f"{tag}-lab-{u}", f"{tag}-dlq-{u}", f"{tag}-{u}"
+        )
+
+    def create(self, bootstrap: str, partitions: int) -> None:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="driftwatch-tests")
+        try:
+            admin.create_topics(
+                [NewTopic(t, partitions, 1) for t in (self.predictions, self.features, self.labels)]
+                + [NewTopic(self.dead_letter, 1, 1)]
+            )
+        finally:
+            admin.close()
+
+    def config(
+        self, path: Path, bootstrap: str, partitions: int, extra: str = "", kafka_extra: str = ""
+    ) -> Path:
+        path.write_text(
+            f"kafka:\n  bootstrap_servers: '{bootstrap}'\n  group_id: {self.group}\n"
+            f"  partitions: {partitions}\n{kafka_extra}"
+            f"topics:\n  predictions: {self.predictions}\n  features: {self.features}\n"
+            f"  labels: {self.labels}\n  dead_letter: {self.dead_letter}\n" + extra,
+            encoding="utf-8",
+        )
+        return path
+
+
+def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Send (key, value) messages and wait for all of them; returns how many."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 << 20)
+    n = 0
+    try:
+        for key, value in messages:
+            producer.send(topic, key=key, value=value)
+            n += 1
+        producer.flush(60)
+    finally:
+        producer.close(10)
+    return n
+
+
+def envelopes(lines: list[bytes], size: int) -> Iterable[tuple[bytes, bytes]]:
+    """Lines as batch envelopes of ``size`` events keyed by model ``fraud``."""
+    for k in range(0, len(lines), size):
+        yield b"fraud", b'{"events":[' + b",".join(lines[k : k + size]) + b"]}"
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
+    """Read a topic from the beginning until ``expected`` records arrived (or timeout)."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=2000,
+        group_id=None,
+    )
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            for record in consumer:
+                out.append(record)
+                if len(out) >= expected:
+                    break
+    finally:
+        consumer.close()
+    return out
+
+
+class Worker:
+    """``driftwatch run`` in a subprocess with its own alerts and stats files."""
+
+    def __init__(self, config: Path, workdir: Path, name: str) -> None:
+        self.alerts = workdir / f"{name}.alerts.jsonl"
+        self.stats = workdir / f"{name}.stats.json"
+        self.log = workdir / f"{name}.log"
+        self.config = config
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        self._logf = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "run",
+                "--config",
+                str(self.config),
+                "--alerts",
+                str(self.alerts),
+                "--stats",
+                str(self.stats),
+            ],
+            stdout=self._logf,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        return self
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.stats.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def wait_for(
+        self, done: Callable[[dict[str, Any]], bool], timeout: float = 120.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
+            st = self.status()
+            if st and done(st):
+                return st
+            time.sleep(0.5)
+        raise AssertionError(
+            f"timed out; last status {self.status()}\n" + self.log.read_text()[-3000:]
+        )
+
+    def alerts_records(self) -> list[dict[str, Any]]:
+        if not self.alerts.exists():
+            return []
+        return [json.loads(x) for x in self.alerts.read_text().splitlines() if x.strip()]
+
+    def kill(self) -> None:
+        """kill -9, as a crash."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self._logf.close()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self._logf.close()
