@@ -163,4 +163,5 @@ def run_worker(app: faust.App, loglevel: str = "warning") -> None:
 
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # no terminal escape codes in logs
     worker.execute_from_commandline()
