@@ -60,7 +60,7 @@ class Backoff:
 
     >>> b = Backoff(1.0, 8.0, random.Random(0))
     >>> [round(b.next(), 2) for _ in range(5)]
-    [0.92, 1.76, 2.84, 5.09, 6.62]
+    [0.92, 1.76, 2.84, 5.04, 6.05]
     """
 
     def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:

@@ -128,7 +128,7 @@ class Router:
             self._firing[t.fingerprint] = t
             if base in self._flapping:
                 self.suppressed[t.alertname] += 1
-            else:
+            elif t.fingerprint not in self._told:  # a re-delivered input decides it again
                 self._tell_firing(t, out)
         elif state is AlertState.RESOLVED:
             self._firing.pop(t.fingerprint, None)

@@ -96,3 +96,20 @@ class NotificationLog:
     def delivery_stats(self) -> DeliveryStats:
         """``sent`` = lines written."""
         return DeliveryStats(sent=self.written)
+
+
+class FanoutSink:
+    """Sends every batch to several sinks in order (e.g. a JSONL file and a notifier)."""
+
+    def __init__(self, sinks: list[AlertSink]) -> None:
+        self.sinks = list(sinks)
+
+    def send(self, transitions: list[Transition]) -> None:
+        """Hand the batch to every sink."""
+        for sink in self.sinks:
+            sink.send(transitions)
+
+    def close(self) -> None:
+        """Close every sink."""
+        for sink in self.sinks:
+            sink.close()

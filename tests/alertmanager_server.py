@@ -1,7 +1,8 @@
 """Pytest plugin: a real Alertmanager 0.25 and an HTTP webhook receiver, both on 127.0.0.1.
 
-Load it with ``pytest_plugins = ["tests.alertmanager_server"]`` (in ``tests/conftest.py`` or a
-test module) or ``pytest -p tests.alertmanager_server``.
+Load it with ``pytest_plugins = ["tests.alertmanager_server"]`` in ``tests/conftest.py`` or
+``pytest -p tests.alertmanager_server``; or use the context managers ``serve_webhook`` and
+``run_alertmanager`` in a module's own fixtures.
 
 * ``webhook_receiver``: a stdlib ``http.server`` on a free port that records every JSON POST
   (path and body) and answers 200.
@@ -75,9 +76,9 @@ class WebhookReceiver:
         pytest.fail(f"webhook: condition not met within {timeout} s; got {self.alerts(path)}")
 
 
-@pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    """An HTTP server on 127.0.0.1 recording JSON POSTs (answers 200)."""
+@contextlib.contextmanager
+def serve_webhook() -> Iterator[WebhookReceiver]:
+    """Run an HTTP server on 127.0.0.1 recording JSON POSTs (answers 200)."""
     port = free_port()
     receiver = WebhookReceiver(f"http://127.0.0.1:{port}")
 
@@ -103,6 +104,13 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """An HTTP server on 127.0.0.1 recording JSON POSTs (answers 200)."""
+    with serve_webhook() as receiver:
+        yield receiver
 
 
 def derived_config(
@@ -177,20 +185,14 @@ class Alertmanager:
             return json.loads(resp.read())
 
 
-def _require_alertmanager() -> None:
+@contextlib.contextmanager
+def run_alertmanager(data_dir: Path, webhook: WebhookReceiver) -> Iterator[Alertmanager]:
+    """Start Alertmanager (see the module docstring) in ``data_dir``; stop it by PID after."""
     if not AM_BIN.exists() or shutil.which("amtool") is None:
-        pytest.skip("needs the Debian package prometheus-alertmanager (apt-get install ...)")
-
-
-@pytest.fixture
-def alertmanager(
-    tmp_path_factory: pytest.TempPathFactory, webhook_receiver: WebhookReceiver
-) -> Iterator[Alertmanager]:
-    """A real Alertmanager on 127.0.0.1 whose receivers post to ``webhook_receiver``."""
-    _require_alertmanager()
-    data_dir = tmp_path_factory.mktemp("alertmanager")
+        pytest.skip("needs the Debian package prometheus-alertmanager")
+    data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "alertmanager.yml"
-    config.write_text(yaml.safe_dump(derived_config(webhook_receiver.url)), encoding="utf-8")
+    config.write_text(yaml.safe_dump(derived_config(webhook.url)), encoding="utf-8")
     am: Alertmanager | None = None
     for _ in range(3):
         port = free_port()
@@ -205,3 +207,12 @@ def alertmanager(
         yield am
     finally:
         am.stop()
+
+
+@pytest.fixture
+def alertmanager(
+    tmp_path_factory: pytest.TempPathFactory, webhook_receiver: WebhookReceiver
+) -> Iterator[Alertmanager]:
+    """A real Alertmanager on 127.0.0.1 whose receivers post to ``webhook_receiver``."""
+    with run_alertmanager(tmp_path_factory.mktemp("alertmanager"), webhook_receiver) as am:
+        yield am

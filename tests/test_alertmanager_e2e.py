@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -22,13 +22,26 @@ from alerting.settings import AlertRuleSettings, NotificationSettings, rule_set_
 from monitor.pipeline import Pipeline
 from monitor.replay import replay
 from monitor.simulate import generate
+from tests.alertmanager_server import (
+    REPO_ROOT,
+    Alertmanager,
+    WebhookReceiver,
+    run_alertmanager,
+    serve_webhook,
+)
 
-if TYPE_CHECKING:
-    from tests.alertmanager_server import Alertmanager, WebhookReceiver
 
-# Imported by pytest (not here, so that its asserts are rewritten) for the fixtures.
-pytest_plugins = ["tests.alertmanager_server"]
-REPO_ROOT = Path(__file__).resolve().parent.parent
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    with serve_webhook() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, webhook_receiver: WebhookReceiver) -> Iterator[Alertmanager]:
+    with run_alertmanager(tmp_path / "am", webhook_receiver) as am:
+        yield am
+
 
 ON_START, ON_END, OFF_END = 20_000, 24_000, 28_000
 
