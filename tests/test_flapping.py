@@ -206,3 +206,21 @@ def test_restart_resends_what_is_still_firing_to_alertmanager_only() -> None:
     assert json.loads(body)[0]["labels"]["alertname"] == "X"
     assert second.router.route_transitions([]) == []
     assert [n.kind for n in second.router.resume()] == [NoticeKind.ALERT, NoticeKind.ALERT]
+
+
+def test_counters_are_exposed_to_prometheus() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from alerting.metrics import NotificationCollector
+
+    ns = NotificationSettings.model_validate(
+        {"receivers": [{"name": "am", "alertmanager": {"urls": ["http://am:9093"]}}]}
+    )
+    _, notifier, _, _ = run_flapping(ns, rule_set_from({}))
+    registry = CollectorRegistry()
+    registry.register(NotificationCollector(notifier))
+    get = registry.get_sample_value
+    assert get("driftwatch_notifications_sent_total", {"receiver": "am"}) == 1
+    assert get("driftwatch_notifications_dropped_total", {"receiver": "am"}) == 0
+    transients = get("driftwatch_alert_transients_total", {"alertname": "FeatureDrift"})
+    assert transients is not None and transients >= 2
