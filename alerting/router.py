@@ -112,8 +112,6 @@ class Router:
             self._one(t, out)
         return out
 
-    __call__ = route_transitions
-
     def is_flapping(self, fp: str) -> bool:
         """Whether the alert with fingerprint ``fp`` is flapping."""
         return fp in self._flapping

@@ -31,12 +31,23 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from alerting.flapping import FlapSettings
 from alerting.routing import Route, parse_matchers
 from alerting.rules import DEFAULT_RULES, AlertRule, Escalation, RuleSet
+
+
+def check_url(url: str) -> str:
+    """An http(s) URL without credentials (those belong in ``basic_auth``, never in logs)."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"url {url!r} must start with http:// or https://")
+    if urlsplit(url).username is not None:
+        raise ValueError("put credentials in basic_auth or bearer_token, not in the url")
+    return url
+
 
 _DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$"
@@ -259,8 +270,7 @@ class AlertmanagerSettings(HttpSettings):
         if self.resend_interval <= 0:
             raise ValueError("resend_interval must be positive")
         for url in self.urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"url {url!r} must start with http:// or https://")
+            check_url(url)
         return self
 
 
@@ -277,8 +287,7 @@ class WebhookSettings(HttpSettings):
 
     @model_validator(mode="after")
     def _scheme(self) -> WebhookSettings:
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        check_url(self.url)
         return self
 
 

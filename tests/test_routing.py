@@ -186,3 +186,10 @@ def test_router_sends_to_routed_receivers_with_runbook_and_generator_url() -> No
 
 def test_route_without_matchers_matches_everything() -> None:
     assert Route("x").receivers({}) == ["x"]
+
+
+def test_credentials_in_urls_are_refused() -> None:
+    with pytest.raises(ValidationError, match="not in the url"):
+        NotificationSettings.model_validate(
+            {"receivers": [{"name": "a", "alertmanager": {"urls": ["http://u:p@am:9093"]}}]}
+        )
