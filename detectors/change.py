@@ -3,8 +3,11 @@
 A River detector reports a change at one update and then restarts, but an alert needs a
 *condition* that stays true while the change persists. :class:`ChangeLatch` turns the one-shot
 detection into that: it becomes active when the detector fires *and* the current value is at
-least ``clear`` away from the baseline (the mean of the series while it was inactive), and stays
-active while the value remains that far away. So a slow drift that no single window shows is
+least ``clear`` away from the baseline (the mean of the series while it was inactive), and it
+releases only after ``release_after`` consecutive values closer than ``release_below`` to the
+baseline. The hysteresis matters: River restarts the detector after a detection and learns the
+shifted level as its new normal, so a latch released by one noisy window would never be set
+again while the drift persists. So a slow drift that no single window shows is
 caught by the cumulative detector, and the alert clears once the series is back to normal.
 """
 
@@ -50,51 +53,74 @@ class ChangeLatch:
         Distance from the baseline that counts as "still changed".
     direction
         ``"both"`` for ``|x - baseline|``, ``"up"`` for ``x - baseline`` only.
+    release_below, release_after
+        Release after this many consecutive values closer than ``release_below`` (default
+        two thirds of ``clear``) to the baseline (default 2).
 
     >>> latch = ChangeLatch(clear=3.0)
     >>> [latch.update(x, detected=False) for x in (0.0, 0.2, -0.2)]
     [False, False, False]
-    >>> latch.update(5.0, detected=True), latch.update(4.0, detected=False)
+    >>> latch.update(5.0, detected=True), latch.update(1.0, detected=False)
     (True, True)
-    >>> latch.update(0.5, detected=False), round(latch.baseline, 3)
-    (False, 0.125)
+    >>> [latch.update(0.5, detected=False) for _ in range(3)], round(latch.baseline, 3)
+    ([False, False, False], 0.2)
     """
 
-    def __init__(self, clear: float, direction: Literal["both", "up"] = "both") -> None:
+    def __init__(
+        self,
+        clear: float,
+        direction: Literal["both", "up"] = "both",
+        release_below: float | None = None,
+        release_after: int = 2,
+    ) -> None:
         if clear <= 0:
             raise ValueError("clear must be > 0")
+        if release_after < 1:
+            raise ValueError("release_after must be >= 1")
         self.clear = clear
         self.direction = direction
+        self.release_below = clear * 2.0 / 3.0 if release_below is None else release_below
+        self.release_after = release_after
+        self.warmup = 10
         self.active = False
+        self._calm = 0
         self._n = 0
         self._mean = 0.0
 
     @property
     def baseline(self) -> float:
-        """Mean of the series over the updates where the latch was inactive."""
+        """Mean of the series over the inactive updates that were within ``clear`` of it (all
+        of the first ten)."""
         return self._mean
 
     def state(self) -> dict[str, Any]:
         """JSON-friendly state."""
-        return {"active": self.active, "n": self._n, "mean": self._mean}
+        return {"active": self.active, "n": self._n, "mean": self._mean, "calm": self._calm}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state` returned."""
         self.active = bool(state["active"])
         self._n = int(state["n"])
         self._mean = float(state["mean"])
+        self._calm = int(state.get("calm", 0))
 
-    def _away(self, x: float) -> bool:
+    def _distance(self, x: float) -> float:
         d = x - self._mean
-        return (abs(d) if self.direction == "both" else d) >= self.clear
+        return abs(d) if self.direction == "both" else d
 
     def update(self, x: float, detected: bool) -> bool:
         """Feed one value and whether the change detector fired on it; return the condition."""
         if self.active:
-            self.active = self._away(x)
-        else:
-            self.active = detected and self._n > 0 and self._away(x)
-        if not self.active:
+            self._calm = self._calm + 1 if self._distance(x) < self.release_below else 0
+            if self._calm >= self.release_after:
+                self.active = False
+                self._calm = 0
+                return False  # the releasing value still belongs to the change
+            return True
+        self.active = detected and self._n > 0 and self._distance(x) >= self.clear
+        # The baseline learns only from values near it (after a short start), so windows of a
+        # change that the detector has not confirmed yet do not drag it along.
+        if not self.active and (self._n < self.warmup or abs(x - self._mean) < self.clear):
             self._n += 1
             self._mean += (x - self._mean) / self._n
         return self.active

@@ -3,7 +3,15 @@
 Every function takes count matrices of shape ``(features, bins)``: ``window`` counts of the
 current window and ``reference`` counts of the reference profile, and returns one value per
 feature. Proportions are smoothed with the Krichevsky-Trofimov estimator ``(c + 1/2) / (N + B/2)``
-so empty bins (a category the reference never saw, a padded bin) give finite values.
+so a bin the window fills but the reference left nearly empty gives a finite value.
+
+Every function takes an optional boolean ``mask`` (broadcastable to the counts) of the bins that
+take part. :class:`~detectors.window.WindowDetector` masks the bins that are empty in the
+reference (the padding past a feature's last distinct edge, a categorical feature's "unseen"
+bin): smoothed empty-in-both bins would add a near-constant to every value and make the null
+distribution a shifted one that a gamma fitted by moments cannot follow. Values outside the
+reference's support are what the data-quality checks (``out_of_range``, ``unseen_category``)
+are for.
 
 * PSI (population stability index) ``sum (q - p) ln(q / p)``: the symmetric KL divergence; rules of
   thumb call 0.1 "moderate" and 0.25 "large", but driftwatch compares it with a calibrated
@@ -20,14 +28,28 @@ import numpy as np
 STATISTICS = ("psi", "js", "ks", "chi2")
 
 
-def proportions(counts: np.ndarray) -> np.ndarray:
-    """Krichevsky-Trofimov smoothed proportions per row."""
+Mask = np.ndarray | None
+
+
+def proportions(counts: np.ndarray, mask: Mask = None) -> np.ndarray:
+    """Krichevsky-Trofimov smoothed proportions per row over the ``mask`` ed bins (0 elsewhere)."""
     c = counts.astype(np.float64, copy=False)
-    bins = c.shape[-1]
-    return np.asarray((c + 0.5) / (c.sum(axis=-1, keepdims=True) + 0.5 * bins))
+    if mask is None:
+        bins = c.shape[-1]
+        return np.asarray((c + 0.5) / (c.sum(axis=-1, keepdims=True) + 0.5 * bins))
+    m = np.broadcast_to(mask, c.shape)
+    c = np.where(m, c, 0.0)
+    bins = m.sum(axis=-1, keepdims=True)
+    return np.asarray(np.where(m, c + 0.5, 0.0) / (c.sum(axis=-1, keepdims=True) + 0.5 * bins))
 
 
-def psi(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def _xlogy_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a * log(a / b)`` with 0 where ``a`` is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(a > 0, a * np.log(a / b), 0.0))
+
+
+def psi(window: np.ndarray, reference: np.ndarray, mask: Mask = None) -> np.ndarray:
     """Population stability index per row.
 
     >>> psi(np.array([[50, 50]]), np.array([[50, 50]])).round(6).tolist()
@@ -35,24 +57,26 @@ def psi(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
     >>> float(psi(np.array([[90, 10]]), np.array([[50, 50]]))[0].round(3))
     0.853
     """
-    q = proportions(window)
-    p = proportions(reference)
-    return np.asarray(((q - p) * np.log(q / p)).sum(axis=-1))
+    q = proportions(window, mask)
+    p = proportions(reference, mask)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, (q - p) * np.log(q / p), 0.0)
+    return np.asarray(terms.sum(axis=-1))
 
 
-def js(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def js(window: np.ndarray, reference: np.ndarray, mask: Mask = None) -> np.ndarray:
     """Jensen-Shannon divergence per row (natural log).
 
     >>> float(js(np.array([[1000, 0]]), np.array([[0, 1000]]))[0].round(2))
     0.69
     """
-    q = proportions(window)
-    p = proportions(reference)
+    q = proportions(window, mask)
+    p = proportions(reference, mask)
     m = 0.5 * (p + q)
-    return np.asarray(0.5 * (q * np.log(q / m) + p * np.log(p / m)).sum(axis=-1))
+    return np.asarray(0.5 * (_xlogy_ratio(q, m) + _xlogy_ratio(p, m)).sum(axis=-1))
 
 
-def ks(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def ks(window: np.ndarray, reference: np.ndarray, mask: Mask = None) -> np.ndarray:
     """Largest absolute difference of the binned CDFs per row.
 
     >>> ks(np.array([[0, 10]]), np.array([[10, 0]])).tolist()
@@ -60,34 +84,42 @@ def ks(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """
     w = window.astype(np.float64)
     r = reference.astype(np.float64)
+    if mask is not None:
+        w = np.where(mask, w, 0.0)
+        r = np.where(mask, r, 0.0)
     wn = np.maximum(w.sum(axis=-1, keepdims=True), 1.0)
     rn = np.maximum(r.sum(axis=-1, keepdims=True), 1.0)
     gap = np.abs(np.cumsum(w / wn, axis=-1) - np.cumsum(r / rn, axis=-1))
     return np.asarray(gap.max(axis=-1))
 
 
-def chi2(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def chi2(window: np.ndarray, reference: np.ndarray, mask: Mask = None) -> np.ndarray:
     """Pearson chi-square of window counts against smoothed reference proportions.
 
     >>> chi2(np.array([[50, 50]]), np.array([[500, 500]])).round(6).tolist()
     [0.0]
     """
     w = window.astype(np.float64)
+    if mask is not None:
+        w = np.where(mask, w, 0.0)
     n = w.sum(axis=-1, keepdims=True)
-    expected = np.maximum(n * proportions(reference), 1e-12)
-    return np.asarray(((w - expected) ** 2 / expected).sum(axis=-1))
+    p = proportions(reference, mask)
+    expected = np.maximum(n * p, 1e-12)
+    return np.asarray(np.where(p > 0, (w - expected) ** 2 / expected, 0.0).sum(axis=-1))
 
 
-def statistic(name: str, window: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def statistic(
+    name: str, window: np.ndarray, reference: np.ndarray, mask: Mask = None
+) -> np.ndarray:
     """Dispatch by name (one of :data:`STATISTICS`)."""
     if name == "psi":
-        return psi(window, reference)
+        return psi(window, reference, mask)
     if name == "js":
-        return js(window, reference)
+        return js(window, reference, mask)
     if name == "ks":
-        return ks(window, reference)
+        return ks(window, reference, mask)
     if name == "chi2":
-        return chi2(window, reference)
+        return chi2(window, reference, mask)
     raise ValueError(f"unknown statistic {name!r}; expected one of {', '.join(STATISTICS)}")
 
 

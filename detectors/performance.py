@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
+from itertools import islice
 from typing import Any, Literal
 
 import numpy as np
@@ -73,7 +74,7 @@ class LabelJoiner:
         over = len(self._pending) - self.max_entries
         if over > 0:
             self.evicted += over
-            for key in list(self._pending)[:over]:
+            for key in list(islice(self._pending, over)):
                 del self._pending[key]
 
     def add_many(
@@ -90,8 +91,7 @@ class LabelJoiner:
         over = len(self._pending) - self.max_entries
         if over > 0:
             self.evicted += over
-            it = iter(list(self._pending)[:over])
-            for key in it:
+            for key in list(islice(self._pending, over)):
                 del self._pending[key]
 
     def pop(self, event_id: str) -> Pending | None:

@@ -264,6 +264,17 @@ def latency_profile(latency_ms: np.ndarray) -> LatencyProfile | None:
     )
 
 
+def _majority_kind(features: Sequence[FeatureDict], name: str) -> type:
+    bools = strs = 0
+    for d in features:
+        t = type(d.get(name))
+        if t is bool:
+            bools += 1
+        elif t is str:
+            strs += 1
+    return bool if bools > strs else str
+
+
 def build_profile(
     model: str,
     model_version: str,
@@ -304,12 +315,13 @@ def build_profile(
             numeric[name] = _numeric_profile(block.values[j], bins, q)
     categorical: dict[str, CategoricalProfile] = {}
     if categorical_names:
-        # Encode once against an empty index just to get the quality counts.
-        empty: dict[FeatureValue, int] = {None: MISSING_CODE}
+        # Encode once against an index holding only the majority kind (str or bool), which
+        # is what the window encoder counts values of the other kinds against.
+        kinds = [_majority_kind(features, name) for name in categorical_names]
         cblock = categorical_block(
             features,
             categorical_names,
-            [empty] * len(categorical_names),
+            [{None: MISSING_CODE, True: 0} if k is bool else {None: MISSING_CODE} for k in kinds],
             [0] * len(categorical_names),
         )
         for j, name in enumerate(categorical_names):

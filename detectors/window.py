@@ -281,8 +281,9 @@ class WindowDetector:
             w[i] = rng.multinomial(int(ncal[i]), p, size=draws)
             r[i] = rng.multinomial(m, p, size=draws)
             ok[i] = True
+        mask = (ref > 0)[:, None, :]
         for s in distances.STATISTICS:
-            null = distances.statistic(s, w, r)
+            null = distances.statistic(s, w, r, mask)
             out[s][ok] = gamma_tail_threshold(null[ok], self.alpha)
         return out
 
@@ -373,8 +374,8 @@ class WindowDetector:
         for s in distances.STATISTICS:
             drift[s] = np.concatenate(
                 [
-                    distances.statistic(s, num_counts, self._num_ref),
-                    distances.statistic(s, cat_counts, self._cat_ref),
+                    distances.statistic(s, num_counts, self._num_ref, self._num_ref > 0),
+                    distances.statistic(s, cat_counts, self._cat_ref, self._cat_ref > 0),
                 ]
             )
             threshold[s] = self._scaled(s, usable)

@@ -10,6 +10,7 @@ import numpy as np
 from detectors.columns import (
     Columns,
     categorical_block,
+    extract,
     numeric_block,
     unexpected_features,
 )
@@ -159,9 +160,11 @@ class ModelStream:
         self.pending = []
         feats = [e["features"] for e in evs]
         nf = len(det.categorical_names)
-        nb = numeric_block(feats, det.numeric_names)
+        values = extract(feats, det.numeric_names + det.categorical_names)
+        nn = len(det.numeric_names)
+        nb = numeric_block(feats, det.numeric_names, values[:nn])
         cb = categorical_block(
-            feats, det.categorical_names, det.indexes[:nf], det.unseen_codes[:nf]
+            feats, det.categorical_names, det.indexes[:nf], det.unseen_codes[:nf], values[nn:]
         )
         schema = frozenset(det.numeric_names) | frozenset(det.categorical_names)
         any_absent = bool(nb.absent.any() or cb.absent.any())

@@ -42,7 +42,8 @@ def test_detection_alone_is_not_enough() -> None:
 
 
 def test_latch_holds_while_away_and_freezes_the_baseline() -> None:
-    latch = ChangeLatch(clear=3.0)
+    # Release on the first value back within `clear` (no release hysteresis) to isolate holding.
+    latch = ChangeLatch(clear=3.0, release_below=3.0, release_after=1)
     for x in (0.0, 1.0, -1.0, 0.0):
         latch.update(x, detected=False)
     assert latch.baseline == 0.0
@@ -52,13 +53,27 @@ def test_latch_holds_while_away_and_freezes_the_baseline() -> None:
     assert latch.update(-3.0, detected=False) is True  # |x - 0| = 3 >= clear
     assert latch.baseline == 0.0  # active updates do not move the baseline
     assert latch.update(2.9, detected=False) is False
-    # Released: the value joined the baseline, and a new detection is needed to re-activate.
-    assert latch.baseline == pytest.approx(2.9 / 5)
+    # Released; the releasing value belongs to the change, so the baseline is unchanged, and a
+    # new detection is needed to re-activate.
+    assert latch.baseline == 0.0
     assert latch.update(9.0, detected=False) is False
+    assert latch.baseline == pytest.approx(9.0 / 5)
+
+
+def test_release_needs_consecutive_calm_values() -> None:
+    """One noisy window back near the baseline must not release a persisting change: River
+    restarts its detector after a detection, so a released latch would never be set again."""
+    latch = ChangeLatch(clear=3.0)  # release below 2.0 for 2 consecutive values
+    for x in (0.0, 0.5, -0.5):
+        latch.update(x, detected=False)
+    assert latch.update(5.0, detected=True) is True
+    assert [latch.update(x, detected=False) for x in (1.0, 5.0, 1.9)] == [True] * 3
+    assert latch.update(1.9, detected=False) is False  # second calm value in a row
+    assert latch.active is False
 
 
 def test_up_direction_ignores_decreases() -> None:
-    latch = ChangeLatch(clear=1.0, direction="up")
+    latch = ChangeLatch(clear=1.0, direction="up", release_after=1)
     for x in (5.0, 5.0):
         latch.update(x, detected=False)
     assert latch.update(0.0, detected=True) is False  # far below: not a change "up"
@@ -97,7 +112,8 @@ def test_page_hinkley_latch_catches_a_step_and_releases(sign: float) -> None:
     assert True in shifted
     assert shifted.index(True) <= 2 * math.ceil(H / 4.5)
     back = _run(latch, rng.standard_normal(30))
-    assert not any(back[1:])
+    # Released after two consecutive windows within 2 sd of the baseline (hysteresis).
+    assert not any(back[2:])
 
 
 def test_page_hinkley_latch_ignores_a_small_offset_below_clear() -> None:
@@ -125,11 +141,18 @@ def test_adwin_latch_catches_a_large_increase_and_releases() -> None:
     first = up.index(True)
     assert first <= 30
     assert all(up[first:])
-    # The baseline is the mean of every value seen while inactive, i.e. up to the activation.
-    inactive = [*baseline_values, *up_values[:first]]
-    assert latch.latch.baseline == pytest.approx(float(np.mean(inactive)), rel=1e-9)
+    # The baseline is the running mean of the inactive values that were within `clear` of it
+    # (all of the first ten): the step values before the activation are too far away to count.
+    n, mean = 0, 0.0
+    for x in [*baseline_values, *up_values[:first]]:
+        if n < 10 or abs(x - mean) < clear:
+            n += 1
+            mean += (x - mean) / n
+    assert n >= 10 + 0.5 * (len(baseline_values) - 10)  # most null values count
+    assert latch.latch.baseline == pytest.approx(mean, rel=1e-9)
     back = [latch.update(float(x)) for x in rng.normal(0.0, 0.05, 10)]
-    assert not any(back)
+    assert back[:1] == [True]  # released on the second calm value
+    assert not any(back[1:])
 
 
 def test_adwin_latch_ignores_decreases() -> None:
