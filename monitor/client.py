@@ -33,6 +33,7 @@ import orjson
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
+    "MAX_BATCH",
     "PASSWORD_ENV",
     "EventLogger",
     "LoggerStats",
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 
 PASSWORD_ENV: Final[str] = "DRIFTWATCH_KAFKA_SASL_PASSWORD"
 """Environment variable read for the SASL password when none is given explicitly."""
+
+MAX_BATCH: Final[int] = 65_535
+"""Largest envelope the driftwatch consumer accepts (events)."""
 
 _SECURITY_PROTOCOLS: Final = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
 _SASL_MECHANISMS: Final = frozenset(
@@ -282,7 +286,7 @@ class EventLogger:
         Defaults for every event; a call's own ``model``/``model_version`` win, and its
         ``versions`` are merged over these (``code``, ``data``, ``features``, free keys).
     batch_size
-        Events per envelope (1: one event per message, no envelope).
+        Events per envelope (1: one event per message, no envelope); at most 65,535.
     linger_ms
         How long the oldest buffered event may wait for its envelope to fill.
     max_buffer
@@ -385,6 +389,8 @@ class EventLogger:
         self.model_version = model_version
         self.versions: dict[str, str] | None = dict(versions) if versions else None
         self.batch_size = _positive_int("batch_size", batch_size)
+        if self.batch_size > MAX_BATCH:
+            raise ValueError(f"batch_size must be at most {MAX_BATCH}, got {batch_size}")
         if (
             isinstance(linger_ms, bool)
             or not isinstance(linger_ms, int | float)

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import orjson
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from pydantic_core import from_json
 
 from monitor.client import EventLogger, Headers
 from monitor.events import event_kind
@@ -126,10 +127,10 @@ def publish(
         ``producer_config``, ``max_buffer``).
 
     Messages are keyed by the event's model. The current trace context, if any, goes into the
-    message headers. A line that is not strict JSON (such as the bare ``NaN`` tokens of the
-    ``corrupt-values`` scenario) or not an object is sent on its own, unwrapped, to the
-    prediction topic, so that it cannot spoil an envelope: the consumer dead-letters or accepts
-    it alone, as it would from a file. Raises ``ValueError`` for a bad ``url`` or ``batch``.
+    message headers. A line that is not JSON (``NaN``/``Infinity`` tokens allowed, as the
+    consumer allows them) or not an object is sent on its own, unwrapped and unkeyed, to the
+    prediction topic, so that it cannot spoil an envelope: the consumer dead-letters it alone,
+    as it would from a file. Raises ``ValueError`` for a bad ``url`` or ``batch``.
     """
     bootstrap, topic = parse_kafka_url(url)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
@@ -172,7 +173,7 @@ def publish(
 
 def _simulation_chunks(sim: Simulation, topic: str, labels_topic: str) -> Iterator[list[_Routed]]:
     # The simulator writes a fixed template: a prediction line continues after its model with
-    # "model_version", a label line with "timestamp"; its only non-JSON token is a bare NaN.
+    # "model_version", a label line with "timestamp". Every line is an object.
     key = sim.model.encode()
     model_part = b'"model":' + orjson.dumps(sim.model) + b',"'
     for lines in sim.chunks():
@@ -180,7 +181,7 @@ def _simulation_chunks(sim: Simulation, topic: str, labels_topic: str) -> Iterat
         for line in lines:
             at = line.find(model_part) + len(model_part)
             is_prediction = line.startswith(b'model_version"', at)
-            out.append((topic if is_prediction else labels_topic, key, line, b":NaN" in line))
+            out.append((topic if is_prediction else labels_topic, key, line, False))
         yield out
 
 
@@ -201,7 +202,10 @@ def _route(line: bytes, topic: str, labels_topic: str, features_topic: str) -> _
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return topic, None, line, True
+        try:
+            value = from_json(line, allow_inf_nan=True)
+        except ValueError:
+            return topic, None, line, True
     if not isinstance(value, dict):
         return topic, None, line, True
     kind = event_kind(value)

@@ -213,6 +213,7 @@ def traceparent(span: Span) -> str:
 
 def test_public_api() -> None:
     assert monitor.client.__all__ == [
+        "MAX_BATCH",
         "PASSWORD_ENV",
         "EventLogger",
         "LoggerStats",
@@ -525,6 +526,7 @@ def test_missing_model_is_a_configuration_error(kafka: FakeKafka) -> None:
     ("options", "message"),
     [
         ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 65_536}, "batch_size"),
         ({"max_buffer": -1}, "max_buffer"),
         ({"linger_ms": -1}, "linger_ms"),
         ({"drop": "random"}, "drop"),
