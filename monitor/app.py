@@ -22,6 +22,7 @@ import faust
 from alerting.sinks import AlertSink
 from detectors.profile import ReferenceProfile
 from monitor.config import Settings
+from monitor.http_server import Observability
 from monitor.kafka_adapter import KafkaAdapter
 from monitor.kafka_security import sasl_password, ssl_context
 from monitor.pipeline import Pipeline
@@ -81,8 +82,10 @@ def build_app(
     references: dict[StreamKey, ReferenceProfile],
     sinks: Sequence[AlertSink],
     stats_path: str | None = None,
+    observability: Observability | None = None,
 ) -> tuple[faust.App, KafkaAdapter]:
-    """The Faust app with its one agent, and the adapter it feeds (for status and tests)."""
+    """The Faust app with its one agent, and the adapter it feeds (for status and tests);
+    ``observability`` gets the pipeline's windows, every message and the consumer's lag."""
     k = settings.kafka
     t = settings.topics
     app = faust.App(
@@ -134,13 +137,26 @@ def build_app(
         references,
         checkpoints=table.get,
         checkpointing=True,
+        observers=observability.observers if observability is not None else (),
     )
-    adapter = KafkaAdapter(pipeline, table, dead_letter, sinks, k.max_message_bytes)
+    all_sinks = [*sinks, *(observability.sinks if observability is not None else ())]
+    adapter = KafkaAdapter(
+        pipeline, table, dead_letter, all_sinks, k.max_message_bytes, observability
+    )
 
     @app.agent(source, name="driftwatch-monitor")
     async def monitor(stream: AsyncIterable[Any]) -> None:
         async for event in stream.noack().events():  # type: ignore[attr-defined]
             await adapter.handle(event.message, event.value, event.ack)
+
+    if observability is not None:
+        obs = observability
+        obs.attach(pipeline, adapter, sinks)
+        inputs = (t.predictions, t.features, t.labels)
+
+        @app.timer(1.0)  # type: ignore[untyped-decorator]
+        async def poll_consumer() -> None:
+            await obs.poll_consumer(app.consumer, inputs, bool(getattr(app, "in_recovery", 0)))
 
     if stats_path:
 

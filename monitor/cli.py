@@ -2,6 +2,8 @@
 
     driftwatch simulate --scenario NAME --events N --seed S --out events.jsonl [--truth truth.json]
     driftwatch replay events.jsonl [--config monitor.yaml] [--reference ref.json] [--alerts a.jsonl]
+                     [--serve] [--metrics-listen HOST:PORT] [--otlp-endpoint URL]
+    driftwatch run [--config monitor.yaml] [--metrics-listen HOST:PORT] [--otlp-endpoint URL] ...
     driftwatch evaluate --alerts alerts.jsonl --truth truth.json
     driftwatch reference build events.jsonl --out ref.json [--config monitor.yaml]
     driftwatch check-config monitor.yaml
@@ -16,11 +18,11 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from alerting.sinks import JsonlSink
+from alerting.sinks import AlertSink, JsonlSink
 from monitor import __version__
-from monitor.config import ConfigError, load_settings
+from monitor.config import ConfigError, Settings, load_settings
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -39,25 +41,75 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _observability_settings(settings: Settings, args: argparse.Namespace) -> Settings:
+    """Apply ``--metrics-listen`` and ``--otlp-endpoint`` (which turns tracing on)."""
+    update: dict[str, Any] = {}
+    if getattr(args, "metrics_listen", None):
+        update["metrics"] = settings.metrics.model_copy(
+            update={"listen": args.metrics_listen, "enabled": True}
+        )
+    if getattr(args, "otlp_endpoint", None):
+        update["tracing"] = settings.tracing.model_copy(
+            update={"endpoint": args.otlp_endpoint, "enabled": True}
+        )
+    return settings.model_copy(update=update) if update else settings
+
+
+def _serve_until_stopped(url: str | None) -> None:
+    import signal
+    import time
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"serving metrics and the status page on {url}/ (Ctrl-C to stop)", file=sys.stderr)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
+
+
 def _replay(args: argparse.Namespace) -> int:
+    from monitor.http_server import Observability
     from monitor.pipeline import Pipeline
     from monitor.references import load_references
     from monitor.replay import format_summary, replay
 
-    settings = load_settings(args.config)
+    settings = _observability_settings(load_settings(args.config), args)
     ref_path = args.reference or settings.reference.path
     references = load_references(ref_path) if ref_path else {}
-    pipeline = Pipeline(settings, references)
-    with contextlib.ExitStack() as stack:
-        sink = None
-        if args.alerts:
-            stream: BinaryIO = stack.enter_context(open(args.alerts, "wb"))
-            sink = JsonlSink(stream)
-        try:
-            result = replay(args.events, pipeline, sink, progress=None if args.progress else False)
-        except OSError as exc:
-            raise ConfigError(f"{args.events}: cannot read: {exc.strerror or exc}") from exc
-    format_summary(result, sys.stdout)
+    observed = args.serve or settings.tracing.enabled
+    obs = Observability(settings, references_loaded=bool(references), position_shift=0)
+    pipeline = Pipeline(settings, references, observers=obs.observers if observed else ())
+    obs.attach(pipeline)
+    done = False
+    url = (
+        obs.serve(ready=lambda: (done, "replay finished" if done else "replaying"))
+        if (args.serve)
+        else None
+    )
+    try:
+        with contextlib.ExitStack() as stack:
+            sinks: list[AlertSink] = []
+            if args.alerts:
+                stream: BinaryIO = stack.enter_context(open(args.alerts, "wb"))
+                sinks.append(JsonlSink(stream))
+            sink: AlertSink | None = (
+                obs.alert_sink(sinks) if observed else (sinks[0] if sinks else None)
+            )
+            try:
+                result = replay(
+                    args.events, pipeline, sink, progress=None if args.progress else False
+                )
+            except OSError as exc:
+                raise ConfigError(f"{args.events}: cannot read: {exc.strerror or exc}") from exc
+        format_summary(result, sys.stdout)
+        sys.stdout.flush()
+        done = True
+        if args.serve:
+            _serve_until_stopped(url)
+    finally:
+        obs.close()
     return 0
 
 
@@ -79,12 +131,20 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from monitor.http_server import Observability
+
+    settings = _observability_settings(settings, args)
+    obs = Observability(settings, references_loaded=bool(references))
+    url = obs.serve()
     with contextlib.ExitStack() as stack:
+        stack.callback(obs.close)
         sinks = []
         if args.alerts:
             stream: BinaryIO = stack.enter_context(open(args.alerts, "ab"))
             sinks.append(JsonlSink(stream))
-        app, _ = build_app(settings, references, sinks, args.stats)
+        app, _ = build_app(settings, references, sinks, args.stats, obs)
+        if url:
+            print(f"driftwatch worker: metrics and status page on {url}/", file=sys.stderr)
         print(
             f"driftwatch worker: group {settings.kafka.group_id} on "
             f"{settings.kafka.bootstrap_servers}, topics {settings.topics.predictions}, "
@@ -143,6 +203,19 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _observability_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="override metrics.listen (metrics, health and status page; default 127.0.0.1:9464)",
+    )
+    p.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="export spans by OTLP/HTTP to this URL (e.g. http://127.0.0.1:4318/v1/traces)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     from monitor.simulate import SCENARIOS
@@ -169,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="reference profiles (from `reference build`)")
     p.add_argument("--alerts", help="write alert state changes here (JSONL)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve metrics and the status page during the replay and after it until Ctrl-C",
+    )
+    _observability_flags(p)
     p.set_defaults(func=_replay)
 
     p = sub.add_parser("run", help="run the live worker on Kafka (Faust)")
@@ -178,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", help="override kafka.bootstrap_servers")
     p.add_argument("--stats", help="rewrite worker counters to this JSON file every second")
     p.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    _observability_flags(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("evaluate", help="score alerts against a simulation's truth")

@@ -166,6 +166,53 @@ class TopicsConfig(_Section):
     dead_letter: str = "driftwatch.dlq"
 
 
+class MetricsConfig(_Section):
+    """The metrics, health and status server (``driftwatch run``; ``replay --serve``).
+
+    ``listen``: ``host:port`` to bind (``127.0.0.1:9464``; 9464 is also the default
+    ``notifications.external_url`` port). Bind ``0.0.0.0:9464`` only behind a firewall: the
+    status page shows feature names and alert details. ``enabled: false`` serves nothing (the
+    numbers are still kept). ``history_windows``: windows per model version kept for the status
+    page charts (240); ``recent_alerts``: resolved alerts the page lists (50).
+    """
+
+    enabled: bool = True
+    listen: str = Field("127.0.0.1:9464", pattern=r"^\[?[A-Za-z0-9.:_-]*\]?:\d{1,5}$")
+    history_windows: int = Field(240, ge=10, le=100_000)
+    recent_alerts: int = Field(50, ge=1, le=10_000)
+
+
+class TracingConfig(_Section):
+    """OpenTelemetry spans: one ``process <topic>`` span per Kafka message, one span per alert
+    state change; exported as OTLP/HTTP protobuf through a batch processor.
+
+    ``enabled`` (false): export spans to ``endpoint`` (``http://127.0.0.1:4318/v1/traces``, the
+    full URL) with ``headers`` and a ``timeout`` per request (10 s); an unreachable collector
+    never blocks the monitor, spans it could not take are counted
+    (``driftwatch_spans_dropped_total``). At most ``queue_size`` (2048) spans wait for export.
+    ``environment`` becomes ``deployment.environment.name``; ``repository_url``
+    ``vcs.repository.url.full``; ``revision`` overrides the code revision (else the
+    ``DRIFTWATCH_REVISION`` environment variable, else ``git rev-parse HEAD`` of the source
+    checkout). ``trace_url``: template of the link put in alert annotations, with ``{trace_id}``
+    and ``{span_id}`` (e.g. ``http://jaeger:16686/trace/{trace_id}``). ``max_links``: links per
+    consumer span (32; a sample spread evenly over the message's events, the SDK link limit is
+    set to match); ``alert_links``: links from an alert span to events of its window (16).
+    """
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = 10.0
+    service_name: str = "driftwatch"
+    environment: str | None = None
+    repository_url: str | None = None
+    revision: str | None = None
+    trace_url: str | None = None
+    max_links: int = Field(32, ge=1, le=10_000)
+    alert_links: int = Field(16, ge=0, le=1000)
+    queue_size: int = Field(2048, ge=16, le=1_000_000)
+
+
 class Settings(_Section):
     """The whole configuration file."""
 
@@ -180,6 +227,8 @@ class Settings(_Section):
     events: EventsConfig = EventsConfig()
     kafka: KafkaConfig = KafkaConfig()
     topics: TopicsConfig = TopicsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
 
     def detector_settings(self) -> DetectorSettings:
         """The detector part of the settings."""

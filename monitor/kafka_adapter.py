@@ -25,6 +25,7 @@ import orjson
 from pydantic_core import from_json
 
 from alerting.sinks import AlertSink
+from alerting.types import Transition
 from monitor.events import Event, Reason, Rejection, parse_message
 from monitor.pipeline import Pipeline
 
@@ -47,6 +48,21 @@ class Message(Protocol):
 
     @property
     def key(self) -> bytes | None: ...
+
+
+class BatchObserver(Protocol):
+    """Told about each message around its processing (metrics and traces; see
+    ``monitor.http_server.Observability``). Must not block."""
+
+    def begin(self, msg: Message, events: Sequence[Event | Rejection], size: int) -> None:
+        """The message's valid events are about to be processed."""
+
+    def alerts(self, transitions: list[Transition]) -> list[Transition]:
+        """The state changes it decided, before sinks see them (may annotate them)."""
+        ...
+
+    def end(self, accepted: int, rejected: int, error: BaseException | None) -> None:
+        """Processing finished (``error`` if it raised)."""
 
 
 DeadLetter = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], Awaitable[None]]
@@ -78,6 +94,8 @@ class KafkaAdapter:
         Receive alert state changes; ``offset`` in them is the Kafka offset.
     max_bytes
         Largest message accepted; bigger ones are dead-lettered as ``too_large``.
+    observer
+        Told about each message (metrics, consumer and alert spans).
     """
 
     def __init__(
@@ -87,7 +105,9 @@ class KafkaAdapter:
         dead_letter: DeadLetter,
         sinks: Sequence[AlertSink] = (),
         max_bytes: int = 16 << 20,
+        observer: BatchObserver | None = None,
     ) -> None:
+        self.observer = observer
         self.pipeline = pipeline
         self.table = table
         self.dead_letter = dead_letter
@@ -104,6 +124,7 @@ class KafkaAdapter:
     async def handle(self, msg: Message, value: bytes | None, ack: Callable[[], Any]) -> None:
         """Process one message completely; never raises on bad input."""
         self.stats.messages += 1
+        lines = self.pipeline.stats.lines
         source = self.source(msg)
         raw = value or b""
         parsed = parse_message(raw, self.max_bytes)
@@ -129,12 +150,37 @@ class KafkaAdapter:
                 continue
             events.append(item)
             positions.append(base | i)
+        observer = self.observer
+        if observer is None:
+            self._process(msg, source, events, positions, ack)
+            return
+        observer.begin(msg, events, len(raw))
+        error: BaseException | None = None
+        try:
+            self._process(msg, source, events, positions, ack)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            rejected = self.pipeline.stats.lines - lines - len(events)
+            observer.end(len(events), rejected, error)
+
+    def _process(
+        self,
+        msg: Message,
+        source: str,
+        events: list[Event | Rejection],
+        positions: list[int],
+        ack: Callable[[], Any],
+    ) -> None:
         transitions = self.pipeline.process_events(events, positions, source) if events else []
         for group, state in self.pipeline.take_checkpoints().items():
             self.table[group] = state
             self.stats.checkpoints += 1
         if transitions:
             shifted = [replace(t, offset=t.offset >> INDEX_BITS) for t in transitions]
+            if self.observer is not None:
+                shifted = self.observer.alerts(shifted)
             for sink in self.sinks:
                 sink.send(shifted)
         self._ack_safe(source, msg.offset, ack)

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from alerting.state import AlertTracker
 from alerting.types import Signal, Transition
-from detectors.performance import ErrorMonitor, LabelJoiner, Pending, error_of
+from detectors.performance import ErrorMonitor, ErrorWindow, LabelJoiner, Pending, error_of
 from detectors.profile import ReferenceProfile
 from detectors.window import Finding, WindowReport
 from monitor.config import Settings
@@ -56,6 +56,22 @@ class PipelineStats:
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
+class WindowObserver(Protocol):
+    """Told about every closed window (metrics, traces, the status page).
+
+    Called synchronously inside ``process_*`` once per window, never per event: it must be
+    cheap and do no I/O. ``events`` are the window's events, in order.
+    """
+
+    def window_closed(
+        self, stream: ModelStream, report: WindowReport, events: Sequence[Event]
+    ) -> None:
+        """A window of ``stream`` was evaluated (before its alerts are decided)."""
+
+    def error_window(self, stream: ModelStream, window: ErrorWindow) -> None:
+        """A window of labelled events of ``stream`` was evaluated."""
+
+
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
@@ -77,6 +93,8 @@ class Pipeline:
         stream is first seen, so a restarted worker resumes where it left off.
     checkpointing
         Take checkpoints (see :meth:`take_checkpoints`); the live worker does, replay does not.
+    observers
+        Told about every closed window (:class:`WindowObserver`), e.g. metrics and traces.
 
     Input positions are per *source* (a file, or one Kafka topic partition); input at or before
     a stream's last checkpointed position is a re-delivery and is skipped, which makes
@@ -90,8 +108,10 @@ class Pipeline:
         tracker: AlertTracker | None = None,
         checkpoints: Callable[[str], Mapping[str, Any] | None] | None = None,
         checkpointing: bool = False,
+        observers: Sequence[WindowObserver] = (),
     ) -> None:
         self.settings = settings or Settings()
+        self.observers = list(observers)
         self.references = dict(references or {})
         self.tracker = tracker or AlertTracker(self.settings.rule_set())
         self.stats = PipelineStats()
@@ -261,8 +281,11 @@ class Pipeline:
                 stream.learn_profile()
                 self._checkpoint(stream)
             else:
+                window = stream.pending
                 report = stream.close_window()
                 stats.windows += 1
+                for observer in self.observers:
+                    observer.window_closed(stream, report, window)
                 self._decide(stream, report, offset, out)
                 self.joiner.trim(stream.last_time)
                 self._checkpoint(stream)
@@ -316,6 +339,8 @@ class Pipeline:
         window = stream.errors.add(*graded)
         if window is None:
             return
+        for observer in self.observers:
+            observer.error_window(stream, window)
         now = epoch_seconds(event["timestamp"])
         signals = []
         if window.finding is not None:

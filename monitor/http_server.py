@@ -1,0 +1,477 @@
+"""The metrics, health and status server, and :class:`Observability`, which feeds it.
+
+``MonitorServer`` is a stdlib ``ThreadingHTTPServer`` in a daemon thread, bound to
+``metrics.listen`` (``127.0.0.1:9464`` by default):
+
+=================  =============================================================================
+path               what
+=================  =============================================================================
+``/metrics``       Prometheus exposition; OpenMetrics (with exemplars) when the scraper asks for
+                   ``application/openmetrics-text`` (Prometheus 2.42 does), gzip on request
+``/healthz``       200 while the worker's event loop ticks (503 if it stalled for 30 s)
+``/readyz``        200 only when the consumer has input partitions assigned, the changelog
+                   recovery is over and the reference is loaded (a reference file, or warm-up
+                   mode); else 503 with the reason
+``/``              the status page (:mod:`monitor.status_page`)
+``/api/status``    the status page's numbers as JSON
+=================  =============================================================================
+
+:class:`Observability` builds the registry, :class:`~monitor.metrics.MonitorMetrics`,
+:class:`~monitor.status_page.StatusHistory` and, when ``tracing.enabled``,
+:class:`~monitor.tracing.KafkaTracing` once at start-up; the pipeline gets its
+:attr:`~Observability.observers`, the alert sinks its :attr:`~Observability.sinks`, and the
+Kafka adapter calls :meth:`~Observability.begin` / :meth:`~Observability.alerts` /
+:meth:`~Observability.end` once per message.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlparse
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import SpanContext
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from alerting.metrics import NotificationCollector
+from alerting.notify import Notifier
+from alerting.router import default_runbook_base
+from alerting.types import Transition
+from monitor import __version__
+from monitor.config import Settings
+from monitor.metrics import ConsumerPosition, MonitorMetrics, TraceRef
+from monitor.status_page import StatusHistory, render_page
+from monitor.tracing import (
+    Batch,
+    KafkaTracing,
+    SpanCounts,
+    build_provider,
+    code_revision,
+    context_from_headers,
+)
+
+log = logging.getLogger("driftwatch.http")
+
+#: The documented default port of the metrics/status server.
+DEFAULT_PORT = 9464
+#: /healthz fails when the worker's loop has not ticked for this long.
+STALL_SECONDS = 30.0
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) as a (host, port) pair.
+
+    >>> parse_listen("127.0.0.1:9464"), parse_listen("[::1]:0")
+    (('127.0.0.1', 9464), ('::1', 0))
+    """
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class MonitorServer:
+    """Serves the paths in the module docstring from a daemon thread.
+
+    Parameters
+    ----------
+    listen
+        ``host:port`` to bind (port 0: any free port; see :attr:`url`).
+    registry
+        What ``/metrics`` exposes.
+    page, status
+        The status page (HTML bytes) and its JSON.
+    ready, healthy
+        ``(ok, reason)`` for ``/readyz`` and ``/healthz``.
+    """
+
+    def __init__(
+        self,
+        listen: str,
+        registry: CollectorRegistry,
+        page: Callable[[], bytes],
+        status: Callable[[], Mapping[str, Any]],
+        ready: Callable[[], tuple[bool, str]],
+        healthy: Callable[[], tuple[bool, str]] = lambda: (True, ""),
+    ) -> None:
+        self.listen = listen
+        self.registry = registry
+        self.page = page
+        self.status = status
+        self.ready = ready
+        self.healthy = healthy
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` actually bound."""
+        assert self._server is not None, "not started"
+        host, port = self._server.server_address[:2]
+        host = str(host)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def start(self) -> MonitorServer:
+        """Bind and serve; raises ``OSError`` when the address is taken."""
+        host, port = parse_listen(self.listen)
+        _Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._server = _Server((host, port), self._handler())
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="driftwatch-http", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "driftwatch"
+
+            def do_GET(self) -> None:
+                path = urlparse(self.path).path
+                try:
+                    if path == "/metrics":
+                        self._metrics()
+                    elif path == "/healthz":
+                        self._check(owner.healthy())
+                    elif path == "/readyz":
+                        self._check(owner.ready())
+                    elif path in {"/", "/index.html"}:
+                        self._send(200, "text/html; charset=utf-8", owner.page())
+                    elif path == "/api/status":
+                        body = json.dumps(owner.status(), allow_nan=False).encode()
+                        self._send(200, "application/json", body)
+                    else:
+                        self._send(404, "text/plain; charset=utf-8", b"not found\n")
+                except Exception:
+                    log.exception("error serving %s", path)
+                    self._send(500, "text/plain; charset=utf-8", b"internal error\n")
+
+            def _metrics(self) -> None:
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                body = encoder(owner.registry)
+                gz = "gzip" in self.headers.get("Accept-Encoding", "")
+                self._send(200, content_type, gzip.compress(body) if gz else body, gz)
+
+            def _check(self, result: tuple[bool, str]) -> None:
+                ok, why = result
+                text = ("ok" if ok else "not ready") + (f": {why}" if why else "") + "\n"
+                self._send(200 if ok else 503, "text/plain; charset=utf-8", text.encode())
+
+            def _send(self, status: int, ctype: str, body: bytes, gz: bool = False) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                if gz:
+                    self.send_header("Content-Encoding", "gzip")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("%s " + format, self.address_string(), *args)
+
+        return Handler
+
+
+@dataclass(slots=True)
+class _Message:
+    """One message in flight through the adapter."""
+
+    topic: str
+    partition: int
+    offset: int
+    started: float
+    header: TraceRef | None
+    batch: Batch | None
+
+
+class Observability:
+    """Metrics, traces and the status page of one driftwatch process.
+
+    Parameters
+    ----------
+    settings
+        ``metrics:`` (listen address, history sizes) and ``tracing:`` (OTLP export, links,
+        trace URL template) are read from here.
+    references_loaded
+        Whether reference profiles came from a file (else they are learned from a warm-up).
+    registry
+        The Prometheus registry (a new one by default; never the global one).
+    exporter
+        Replaces the OTLP exporter (tests); tracing is on when ``tracing.enabled`` or an
+        exporter is given.
+    position_shift
+        16 for Kafka positions (``offset << 16 | index``), 0 for replayed files.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        references_loaded: bool = False,
+        registry: CollectorRegistry | None = None,
+        exporter: SpanExporter | None = None,
+        position_shift: int = 16,
+    ) -> None:
+        self.settings = settings
+        self.version = __version__
+        self.revision = code_revision(settings.tracing.revision)
+        self.registry = registry or CollectorRegistry()
+        self.started = time.time()
+        notif = getattr(settings, "notifications", None)
+        base = getattr(notif, "runbook_base_url", None) or default_runbook_base()
+        self.history = StatusHistory(
+            settings.metrics.history_windows,
+            settings.metrics.recent_alerts,
+            runbook_url=lambda name: f"{base}{name}.md",
+        )
+        self.metrics = MonitorMetrics(
+            self.registry,
+            version=self.version,
+            revision=self.revision,
+            on_window=[self.history.add_window],
+        )
+        self.references_loaded = references_loaded
+        self.provider: TracerProvider | None = None
+        self.span_counts: SpanCounts | None = None
+        self.tracing: KafkaTracing | None = None
+        cfg = settings.tracing
+        if cfg.enabled or exporter is not None:
+            self.provider, self.span_counts = build_provider(
+                cfg, self.version, self.revision, exporter
+            )
+            self.tracing = KafkaTracing(
+                self.provider.get_tracer("driftwatch", self.version),
+                group_id=settings.kafka.group_id,
+                max_links=cfg.max_links,
+                alert_links=cfg.alert_links,
+                trace_url=cfg.trace_url,
+                position_shift=position_shift,
+            )
+            counts = self.span_counts
+            self.metrics.watch_spans(counts.as_dict)
+        self.pipeline: Any = None
+        self.server: MonitorServer | None = None
+        self.last_offsets: dict[tuple[str, int], int] = {}
+        self.assigned = 0
+        self.recovering = False
+        self.heartbeat: float | None = None
+        self._current: _Message | None = None
+        self._ready: Callable[[], tuple[bool, str]] = self.ready
+
+    # -- wiring ------------------------------------------------------------------------------------
+
+    @property
+    def observers(self) -> list[Any]:
+        """Window observers for the :class:`~monitor.pipeline.Pipeline` (traces first, so the
+        evidence is in place when metrics and the page see the window)."""
+        return [x for x in (self.tracing, self.metrics) if x is not None]
+
+    @property
+    def sinks(self) -> list[Any]:
+        """Alert sinks: alert counters and gauges, and the status page."""
+        return [self.metrics, self.history]
+
+    def attach(self, pipeline: Any, adapter: Any = None, sinks: Iterable[Any] = ()) -> None:
+        """Read counters from the pipeline, the Kafka adapter and, among the alert ``sinks``,
+        a :class:`~alerting.notify.Notifier` (its delivery counters, via
+        :class:`~alerting.metrics.NotificationCollector`)."""
+        self.pipeline = pipeline
+        self.metrics.watch_pipeline(pipeline)
+        self.history.tracker = pipeline.tracker
+        if adapter is not None:
+            self.metrics.watch_adapter(adapter)
+        for sink in sinks:
+            if isinstance(sink, Notifier):
+                self.registry.register(NotificationCollector(sink))
+
+    # -- per message (the Kafka adapter) ----------------------------------------------------------
+
+    def begin(self, msg: Any, events: Sequence[Any], size: int) -> None:
+        """A message is about to be processed: start its span, note its trace for exemplars."""
+        header: SpanContext | None = context_from_headers(getattr(msg, "headers", None))
+        ref = (
+            TraceRef(format(header.trace_id, "032x"), format(header.span_id, "016x"))
+            if header is not None
+            else None
+        )
+        self.metrics.batch_trace = ref
+        batch = None
+        if self.tracing is not None:
+            batch = self.tracing.begin(
+                msg.topic, msg.partition, msg.offset, msg.key, header, events, size
+            )
+        self._current = _Message(
+            msg.topic, msg.partition, msg.offset, time.perf_counter(), ref, batch
+        )
+
+    def alerts(self, transitions: list[Transition]) -> list[Transition]:
+        """Alert spans for the state changes; returns them with trace annotations."""
+        if self.tracing is None or self.pipeline is None:
+            return transitions
+        return self.tracing.alert_spans(transitions, self.pipeline.streams)
+
+    def end(self, accepted: int, rejected: int, error: BaseException | None) -> None:
+        """The message is processed (or failed with ``error``)."""
+        cur = self._current
+        if cur is None:
+            return
+        self._current = None
+        seconds = time.perf_counter() - cur.started
+        trace_ref = cur.header
+        if cur.batch is not None:
+            sc = cur.batch.span.get_span_context()
+            trace_ref = TraceRef(format(sc.trace_id, "032x"), format(sc.span_id, "016x"))
+            assert self.tracing is not None
+            self.tracing.end(cur.batch, accepted, rejected, error)
+        self.metrics.batch_processed(cur.topic, seconds, trace_ref)
+        self.last_offsets[(cur.topic, cur.partition)] = cur.offset
+
+    def alert_sink(self, sinks: Sequence[Any]) -> _ObservedSink:
+        """For replay: one alert sink that adds alert spans, then feeds ``sinks`` and
+        :attr:`sinks`."""
+        return _ObservedSink(self, [*sinks, *self.sinks])
+
+    # -- the worker's clock ---------------------------------------------------------------------
+
+    async def poll_consumer(self, consumer: Any, topics: Iterable[str], recovering: bool) -> None:
+        """Assigned input partitions and their lag, from a Faust consumer (about once a
+        second, on the worker's loop). Lag is ``highwater - (last processed offset + 1)``; for
+        a partition with nothing processed yet, ``highwater - fetch position``."""
+        self.heartbeat = time.monotonic()
+        self.recovering = recovering
+        wanted = set(topics)
+        positions: list[ConsumerPosition] = []
+        try:
+            assignment = [tp for tp in consumer.assignment() if tp.topic in wanted]
+        except Exception:  # the consumer is not started yet
+            assignment = []
+        for tp in sorted(assignment):
+            try:
+                high = consumer.highwater(tp)
+                last = self.last_offsets.get((tp.topic, tp.partition))
+                nxt = last + 1 if last is not None else await consumer.position(tp)
+            except Exception:
+                continue
+            if high is None or nxt is None:
+                continue
+            positions.append(ConsumerPosition(tp.topic, tp.partition, max(0, high - nxt)))
+        self.assigned = len(assignment)
+        self.metrics.set_consumer(len(assignment), positions)
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready when partitions are assigned, recovery is over and the reference is loaded."""
+        ref = "reference file loaded" if self.references_loaded else "warm-up mode"
+        if self.assigned == 0:
+            return False, "no input partitions assigned"
+        if self.recovering:
+            return False, "recovering state from the changelog"
+        return True, f"{self.assigned} partitions assigned, {ref}"
+
+    def healthy(self) -> tuple[bool, str]:
+        """Unhealthy only when the worker's loop stopped ticking."""
+        if self.heartbeat is not None and time.monotonic() - self.heartbeat > STALL_SECONDS:
+            return False, f"worker loop stalled for {time.monotonic() - self.heartbeat:.0f} s"
+        return True, ""
+
+    # -- serving ----------------------------------------------------------------------------------
+
+    def page(self) -> bytes:
+        """The status page."""
+        return render_page(
+            self.history,
+            version=self.version,
+            revision=self.revision,
+            ready=self._ready(),
+            started=self.started,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """``/api/status``."""
+        ok, why = self._ready()
+        return {
+            "version": self.version,
+            "revision": self.revision,
+            "ready": ok,
+            "ready_reason": why,
+            **self.history.as_json(),
+        }
+
+    def serve(self, ready: Callable[[], tuple[bool, str]] | None = None) -> str | None:
+        """Start the server on ``metrics.listen`` (unless disabled); returns its URL. A taken
+        port is logged and monitoring goes on without the server (Prometheus sees the target
+        down), rather than stopping alerts."""
+        if ready is not None:
+            self._ready = ready
+        if not self.settings.metrics.enabled:
+            return None
+        self.server = MonitorServer(
+            self.settings.metrics.listen,
+            self.registry,
+            self.page,
+            self.status,
+            self._ready,
+            self.healthy,
+        )
+        try:
+            self.server.start()
+        except OSError as exc:
+            log.error("metrics server not started on %s: %s", self.settings.metrics.listen, exc)
+            self.server = None
+            return None
+        return self.server.url
+
+    def close(self) -> None:
+        """Stop the server and flush spans (bounded)."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        if self.provider is not None:
+            self.provider.shutdown()
+            self.provider = None
+
+
+class _ObservedSink:
+    """Alert sink of ``replay``: alert spans and trace annotations, then every sink."""
+
+    def __init__(self, obs: Observability, sinks: Sequence[Any]) -> None:
+        self.obs = obs
+        self.sinks = list(sinks)
+
+    def send(self, transitions: list[Transition]) -> None:
+        """Annotate and hand on."""
+        out = self.obs.alerts(transitions)
+        for sink in self.sinks:
+            sink.send(out)
+
+    def close(self) -> None:
+        """Close every sink."""
+        for sink in self.sinks:
+            sink.close()

@@ -1,0 +1,767 @@
+"""Every Prometheus instrument of driftwatch, built against an injected registry.
+
+:class:`MonitorMetrics` registers all of them on the ``CollectorRegistry`` it is given (never
+the global one). Nothing here runs per event:
+
+* per closed window (:meth:`MonitorMetrics.window_closed`) it computes one
+  :class:`WindowSnapshot` with numpy (drift and thresholds are the report's arrays, score
+  percentiles, label shares, latency bucket counts) and keeps it; the gauges are rendered from
+  the newest snapshot per model version at scrape time;
+* per Kafka message (a batch envelope) it observes the processing duration;
+* counters of the pipeline, the adapter, the label joiner and the notification dispatcher are
+  read from their own counts at scrape time (so they cost nothing on the hot path).
+
+The prediction latency histogram is fed one window at a time with bucket counts from
+``numpy.searchsorted``, so every event is counted exactly. Its exemplars carry a trace id: that
+of a sampled event of the bucket with its own ``trace`` field (see ``monitor.client``), else the
+``traceparent`` header of the Kafka message that closed the window.
+
+Label cardinality per model version (``F`` features, ``P`` prediction rows: score and/or label,
+``C`` predicted label classes, at most ``reference.max_categories`` + 1):
+
+=================================================  =========================================
+family                                             series
+=================================================  =========================================
+``driftwatch_drift_score`` / ``_threshold``        ``4 * (F + P)`` each (psi, js, ks, chi2)
+``driftwatch_data_quality_ratio`` / ``_threshold``  ``<= 5 * F`` each (checks that apply)
+``driftwatch_prediction_latency_seconds``          14 buckets + 2
+``driftwatch_window_latency_seconds``              3
+``driftwatch_prediction_score``                    4
+``driftwatch_predicted_label_ratio``               ``C``
+``driftwatch_model_error`` / accuracy              2
+=================================================  =========================================
+
+Alert families are per alert name (5 built in) and state; consumer lag is per assigned topic
+partition. Alertmanager delivery counters (``driftwatch_notifications_*_total{receiver}``) are
+:class:`alerting.metrics.NotificationCollector`'s, one series per configured receiver.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Histogram, Info
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
+
+from alerting.fingerprint import fingerprint
+from alerting.state import AlertTracker
+from alerting.types import AlertState, Transition
+from detectors.performance import ErrorWindow
+from detectors.window import CATEGORICAL_CHECKS, NUMERIC_CHECKS, WindowReport
+from monitor.events import Event, Reason
+from monitor.streams import ModelStream, labels_of, latency_of, scores_of
+
+NAMESPACE = "driftwatch"
+
+#: Prediction latency buckets (seconds): 1 ms .. 10 s.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Per-message processing buckets (seconds): 0.1 ms .. 5 s.
+BATCH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5)
+#: Events probed per window for an exemplar trace id (evenly spaced).
+EXEMPLAR_PROBES = 32
+OTHER_LABEL = "__other__"
+ALERT_NAMES = (
+    "FeatureDrift",
+    "PredictionDrift",
+    "DataQuality",
+    "LatencyRegression",
+    "PerformanceDegradation",
+)
+_TRACEPARENT = re.compile(r"^[ \t]*00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}[ \t]*$")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRef:
+    """A W3C trace id (32 hex) and span id (16 hex): what an exemplar carries."""
+
+    trace_id: str
+    span_id: str
+
+    def exemplar_labels(self) -> dict[str, str]:
+        """``{"trace_id": ..., "span_id": ...}`` (55 code points, under OpenMetrics' 128)."""
+        return {"trace_id": self.trace_id, "span_id": self.span_id}
+
+
+def parse_traceparent(value: Any) -> TraceRef | None:
+    """The ids of a version-00 ``traceparent`` (str or bytes); None if absent or invalid.
+
+    >>> parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    TraceRef(trace_id='4bf92f3577b34da6a3ce929d0e0e4736', span_id='00f067aa0ba902b7')
+    >>> parse_traceparent("00-" + "0" * 32 + "-00f067aa0ba902b7-01") is None
+    True
+    """
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("ascii", "replace")
+    if not isinstance(value, str):
+        return None
+    m = _TRACEPARENT.match(value)
+    if m is None or m.group(1) == _ZERO_TRACE or m.group(2) == _ZERO_SPAN:
+        return None
+    return TraceRef(m.group(1), m.group(2))
+
+
+def event_trace(event: Any) -> TraceRef | None:
+    """The trace context an event carries in its own ``trace`` field (``monitor.client``)."""
+    trace = event.get("trace") if isinstance(event, dict) else None
+    if isinstance(trace, dict):
+        return parse_traceparent(trace.get("traceparent"))
+    return None
+
+
+def probe_indices(n: int, k: int) -> range:
+    """Up to ``k`` indices spread evenly over ``range(n)``.
+
+    >>> list(probe_indices(10, 4)), list(probe_indices(3, 8))
+    ([0, 3, 6, 9], [0, 1, 2])
+    """
+    step = max(1, -(-n // k)) if k > 0 else n + 1
+    return range(0, n, step)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSnapshot:
+    """The numbers of one closed window that metrics and the status page show.
+
+    ``drift``/``threshold``: per statistic, one value per row (``rows``: numeric features, then
+    ``score``, categorical features, then ``label``); ``quality``/``quality_threshold``: per
+    check the share of the window's events with the problem and the share that fires, NaN where
+    the check does not apply to the row; ``latency``: window p50/p95/p99 in seconds;
+    ``score``: mean, p5, p50, p95 of the prediction score; ``labels``: share of each predicted
+    label (classes outside the reference are summed as ``__other__``).
+    """
+
+    model: str
+    model_version: str
+    window: int
+    n: int
+    event_time: float
+    wall_time: float
+    rows: tuple[str, ...]
+    drift: Mapping[str, np.ndarray]
+    threshold: Mapping[str, np.ndarray]
+    alerting_statistics: tuple[str, ...]
+    quality: Mapping[str, np.ndarray]
+    quality_threshold: Mapping[str, np.ndarray]
+    latency: tuple[float, float, float] | None
+    score: tuple[float, float, float, float] | None
+    labels: Mapping[str, float]
+    reference_id: str
+    versions: Mapping[str, str]
+    findings: tuple[str, ...]
+    offsets: tuple[int, int]
+
+    @property
+    def group(self) -> str:
+        """``model/model_version``, the alert group."""
+        return f"{self.model}/{self.model_version}"
+
+
+def _quality_shares(
+    stream: ModelStream, report: WindowReport
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    det = stream.detector
+    assert det is not None
+    rows = len(report.rows)
+    applies = {c: np.zeros(rows, dtype=bool) for c in report.quality}
+    nf = len(det.numeric_names)
+    cat0 = nf + (1 if det.has_score else 0)
+    for c in NUMERIC_CHECKS:
+        applies[c][:nf] = True
+    for c in CATEGORICAL_CHECKS:
+        applies[c][cat0 : cat0 + len(det.categorical_names)] = True
+    n = max(report.n, 1)
+    share = {c: np.where(applies[c], report.quality[c] / n, np.nan) for c in report.quality}
+    thr = {
+        c: np.where(applies[c], np.minimum(report.quality_threshold[c] / n, 1.0), np.nan)
+        for c in report.quality
+    }
+    return share, thr
+
+
+def snapshot_window(
+    stream: ModelStream, report: WindowReport, events: Sequence[Event]
+) -> WindowSnapshot:
+    """Compute the :class:`WindowSnapshot` of a closed window (numpy, no per-event metrics)."""
+    det = stream.detector
+    assert det is not None
+    score = None
+    if det.has_score:
+        s = scores_of(list(events))
+        s = s[np.isfinite(s)]
+        if s.size:
+            p5, p50, p95 = np.quantile(s, [0.05, 0.5, 0.95])
+            score = (float(s.mean()), float(p5), float(p50), float(p95))
+    labels: dict[str, float] = {}
+    if det.has_label and stream.profile is not None and stream.profile.label is not None:
+        counts: Counter[str | None] = Counter(labels_of(list(events)))
+        known = {
+            str(c).lower() if isinstance(c, bool) else str(c)
+            for c in stream.profile.label.categories
+        }
+        total = max(len(events), 1)
+        for k in known:
+            labels[k] = counts.pop(k, 0) / total
+        other = sum(c for k, c in counts.items() if k is not None)
+        labels[OTHER_LABEL] = other / total
+    latency = None
+    if report.latency is not None:
+        latency = (report.latency[0] / 1e3, report.latency[1] / 1e3, report.latency[2] / 1e3)
+    share, thr = _quality_shares(stream, report)
+    return WindowSnapshot(
+        model=stream.key[0],
+        model_version=stream.key[1],
+        window=stream.windows,
+        n=report.n,
+        event_time=stream.last_time,
+        wall_time=time.time(),
+        rows=report.rows,
+        drift=report.drift,
+        threshold=report.threshold,
+        alerting_statistics=det.settings.statistics,
+        quality=share,
+        quality_threshold=thr,
+        latency=latency,
+        score=score,
+        labels=labels,
+        reference_id=stream.profile.id if stream.profile is not None else "",
+        versions=dict(stream.versions),
+        findings=tuple(sorted({f.kind for f in report.findings})),
+        offsets=stream.offsets,
+    )
+
+
+@dataclass(slots=True)
+class _Latency:
+    buckets: np.ndarray
+    total: float = 0.0
+    exemplars: list[Exemplar | None] = field(default_factory=list)
+
+
+class LatencyHistogram(Collector):
+    """``driftwatch_prediction_latency_seconds``: the events' logged ``latency_ms`` as a
+    histogram in seconds per model version, fed one window at a time (exact counts)."""
+
+    name = f"{NAMESPACE}_prediction_latency_seconds"
+
+    def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
+        self.bounds = np.asarray(buckets, dtype=np.float64)
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, str], _Latency] = {}
+
+    def add(
+        self,
+        key: tuple[str, str],
+        seconds: np.ndarray,
+        traces: Sequence[tuple[float, TraceRef]] = (),
+    ) -> None:
+        """Count finite latencies (seconds); ``traces`` are (latency, trace) exemplar choices."""
+        finite = seconds[np.isfinite(seconds)]
+        idx = np.searchsorted(self.bounds, finite, side="left")
+        counts = np.bincount(idx, minlength=len(self.bounds) + 1)
+        now = time.time()
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                series = _Latency(np.zeros(len(self.bounds) + 1, dtype=np.int64))
+                series.exemplars = [None] * (len(self.bounds) + 1)
+                self._series[key] = series
+            series.buckets += counts
+            series.total += float(finite.sum())
+            for value, ref in traces:
+                b = int(np.searchsorted(self.bounds, value, side="left"))
+                series.exemplars[b] = Exemplar(ref.exemplar_labels(), value, now)
+
+    def describe(self) -> Iterable[Metric]:
+        """The family without samples (registration checks names)."""
+        yield self._family()
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(
+            self.name,
+            "Prediction latency logged by the serving process, in seconds.",
+            labels=("model", "model_version"),
+        )
+
+    def collect(self) -> Iterable[Metric]:
+        """Cumulative buckets with exemplars."""
+        fam = self._family()
+        les = [_le(b) for b in self.bounds] + ["+Inf"]
+        with self._lock:
+            items = [
+                (k, s.buckets.cumsum(), s.total, list(s.exemplars)) for k, s in self._series.items()
+            ]
+        for key, cum, total, exemplars in items:
+            buckets: list[Any] = []
+            for le, count, ex in zip(les, cum, exemplars, strict=True):
+                buckets.append((le, float(count), ex) if ex is not None else (le, float(count)))
+            fam.add_metric(list(key), buckets, total)
+        yield fam
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerPosition:
+    """Lag of one assigned topic partition: ``highwater`` minus the next offset to process."""
+
+    topic: str
+    partition: int
+    lag: int
+
+
+class MonitorMetrics(Collector):
+    """All of driftwatch's Prometheus metrics (see the module docstring).
+
+    Parameters
+    ----------
+    registry
+        Where every instrument is registered (build one per process at the composition root).
+    version, revision
+        driftwatch's version and code revision, for ``driftwatch_build_info``.
+    tracker
+        The alert state machine, read for the ``driftwatch_alerts`` gauge.
+    on_window
+        Also told every :class:`WindowSnapshot` (the status page history).
+
+    Sources of counters are attached with :meth:`watch_pipeline`, :meth:`watch_adapter` and
+    :meth:`watch_spans`; they are read at scrape time. Notification delivery counters come from
+    :class:`alerting.metrics.NotificationCollector`, registered beside this collector.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        version: str,
+        revision: str,
+        tracker: AlertTracker | None = None,
+        on_window: Sequence[Callable[[WindowSnapshot], None]] = (),
+    ) -> None:
+        self.registry = registry
+        self.tracker = tracker
+        self.on_window = list(on_window)
+        #: The trace of the Kafka message being processed (set per message by the adapter's
+        #: observer), used for exemplars when the window's events carry none.
+        self.batch_trace: TraceRef | None = None
+        self._lock = threading.Lock()
+        self._latest: dict[tuple[str, str], WindowSnapshot] = {}
+        self._errors: dict[tuple[str, str], tuple[str, float, int]] = {}
+        self._transitions: Counter[tuple[str, str]] = Counter()
+        self._transition_exemplars: dict[tuple[str, str], Exemplar] = {}
+        self._alerts: dict[tuple[str, str], int] = {}
+        self._lag: list[ConsumerPosition] = []
+        self._assigned = 0
+        self._pipeline: Any = None
+        self._adapter: Any = None
+        self._spans: Callable[[], Mapping[str, int]] | None = None
+        self._created = time.time()
+
+        info = Info(
+            f"{NAMESPACE}_build", "driftwatch version and code revision.", registry=registry
+        )
+        info.info({"version": version, "revision": revision})
+        self.latency = LatencyHistogram()
+        registry.register(self.latency)
+        self.batch_seconds = Histogram(
+            f"{NAMESPACE}_batch_processing_seconds",
+            "Wall time to process one Kafka message (one event or a batch envelope), including "
+            "window evaluation and alert decisions.",
+            ("topic",),
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        registry.register(self)
+
+    # -- sources -----------------------------------------------------------------------------
+
+    def watch_pipeline(self, pipeline: Any) -> None:
+        """Read event, window and label-join counts from this :class:`Pipeline`."""
+        self._pipeline = pipeline
+        if self.tracker is None:
+            self.tracker = pipeline.tracker
+
+    def watch_adapter(self, adapter: Any) -> None:
+        """Read message, dead-letter and acknowledgement counts from this ``KafkaAdapter``."""
+        self._adapter = adapter
+
+    def watch_spans(self, stats: Callable[[], Mapping[str, int]]) -> None:
+        """Read span export counters (``exported``, ``dropped_queue_full``, ``export_failed``)."""
+        self._spans = stats
+
+    # -- per window (WindowObserver) -----------------------------------------------------------
+
+    def window_closed(
+        self, stream: ModelStream, report: WindowReport, events: Sequence[Event]
+    ) -> None:
+        """Keep the window's snapshot and count its latencies."""
+        snap = snapshot_window(stream, report, events)
+        with self._lock:
+            self._latest[stream.key] = snap
+        if stream.detector is not None and stream.detector.profile.latency is not None:
+            lat = latency_of(list(events)) / 1e3
+            self.latency.add(stream.key, lat, self._latency_traces(events, lat))
+        for callback in self.on_window:
+            callback(snap)
+
+    def _latency_traces(
+        self, events: Sequence[Event], seconds: np.ndarray
+    ) -> list[tuple[float, TraceRef]]:
+        out: list[tuple[float, TraceRef]] = []
+        for i in probe_indices(len(events), EXEMPLAR_PROBES):
+            ref = event_trace(events[i])
+            if ref is not None and math.isfinite(seconds[i]):
+                out.append((float(seconds[i]), ref))
+        if not out and self.batch_trace is not None:
+            finite = np.flatnonzero(np.isfinite(seconds))
+            if finite.size:
+                out.append((float(seconds[finite[-1]]), self.batch_trace))
+        return out
+
+    def error_window(self, stream: ModelStream, window: ErrorWindow) -> None:
+        """Keep the newest error window of a model version."""
+        kind = stream.errors.kind if stream.errors is not None else None
+        metric = "error_rate" if kind == "classification" else "mae"
+        with self._lock:
+            self._errors[stream.key] = (metric, window.value, window.n)
+
+    # -- per message -----------------------------------------------------------------------------
+
+    def batch_processed(self, topic: str, seconds: float, trace: TraceRef | None) -> None:
+        """One Kafka message was processed in ``seconds`` (exemplar: its trace)."""
+        child = self.batch_seconds.labels(topic)
+        if trace is not None:
+            child.observe(seconds, trace.exemplar_labels())
+        else:
+            child.observe(seconds)
+
+    def set_consumer(self, assigned: int, positions: Sequence[ConsumerPosition]) -> None:
+        """Assigned input partitions and their lag (the worker's timer, about once a second)."""
+        with self._lock:
+            self._assigned = assigned
+            self._lag = list(positions)
+
+    # -- alerts (AlertSink) ------------------------------------------------------------------------
+
+    def send(self, transitions: list[Transition]) -> None:
+        """Count state changes (exemplar: the alert span's trace) and refresh alert gauges."""
+        with self._lock:
+            for t in transitions:
+                key = (t.alertname, t.state.value)
+                self._transitions[key] += 1
+                ref = _annotation_trace(t)
+                if ref is not None:
+                    self._transition_exemplars[key] = Exemplar(
+                        ref.exemplar_labels(), 1.0, time.time()
+                    )
+        self.refresh_alerts()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def refresh_alerts(self) -> None:
+        """Recount pending/firing/flapping alerts from the tracker."""
+        tracker = self.tracker
+        if tracker is None:
+            return
+        counts: Counter[tuple[str, str]] = Counter()
+        for alert in tracker.active():
+            counts[(alert.alertname, alert.state.value)] += 1
+            flap = tracker.flapping
+            if flap is not None and flap.is_flapping(fingerprint(alert.labels)):
+                counts[(alert.alertname, "flapping")] += 1
+        with self._lock:
+            self._alerts = dict(counts)
+
+    # -- scrape ------------------------------------------------------------------------------------
+
+    def snapshots(self) -> list[WindowSnapshot]:
+        """The newest window snapshot of every model version."""
+        with self._lock:
+            return list(self._latest.values())
+
+    def describe(self) -> Iterable[Metric]:
+        """Families without samples (registration checks names)."""
+        return self._families(empty=True)
+
+    def collect(self) -> Iterable[Metric]:
+        """Render every family from the current numbers."""
+        return self._families(empty=False)
+
+    def _families(self, empty: bool) -> list[Metric]:
+        out: list[Metric] = []
+        out += self._event_families(empty)
+        out += self._window_families(empty)
+        out += self._alert_families(empty)
+        out += self._consumer_families(empty)
+        return out
+
+    def _counter(self, name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
+        return CounterMetricFamily(f"{NAMESPACE}_{name}", doc, labels=labels)
+
+    def _gauge(self, name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"{NAMESPACE}_{name}", doc, labels=labels)
+
+    def _event_families(self, empty: bool) -> list[Metric]:
+        received = self._counter(
+            "events_received_total", "Input events read (accepted plus rejected)."
+        )
+        accepted = self._counter(
+            "events_accepted_total", "Valid events by kind (prediction, feature, label).", ["kind"]
+        )
+        rejected = self._counter(
+            "events_rejected_total",
+            "Inputs that are not valid events, by reason (each is dead-lettered by the worker).",
+            ["reason"],
+        )
+        duplicates = self._counter(
+            "events_redelivered_total",
+            "Re-delivered events skipped because their effect is already in a checkpoint.",
+        )
+        warnings = self._counter(
+            "event_warnings_total",
+            "Accepted events with a problem (unknown_field, label_type_mismatch).",
+            ["warning"],
+        )
+        windows = self._counter(
+            "windows_total", "Evaluated windows per model version.", ["model", "model_version"]
+        )
+        joins = self._counter(
+            "label_joins_total",
+            "Label events by join outcome: joined to a prediction, unmatched (no prediction "
+            "remembered), and predictions expired (ttl) or evicted (max_pending) unlabelled.",
+            ["outcome"],
+        )
+        pending = self._gauge("labels_pending", "Predictions remembered, awaiting their label.")
+        messages = self._counter("messages_total", "Kafka messages consumed.")
+        dead = self._counter("dead_letters_total", "Messages or envelope elements dead-lettered.")
+        unacked = self._gauge(
+            "messages_unacked",
+            "Messages processed but not yet acknowledged (their windows are still open).",
+        )
+        fams: list[Metric] = [received, accepted, rejected, duplicates, warnings, windows]
+        fams += [joins, pending, messages, dead, unacked]
+        if empty:
+            return fams
+        p = self._pipeline
+        if p is not None:
+            s = p.stats
+            received.add_metric([], s.lines)
+            events = dict(s.events)
+            for kind in ("prediction", "feature", "label"):
+                accepted.add_metric([kind], events.get(kind, 0))
+            rej = dict(s.rejected)
+            for reason in Reason:
+                rejected.add_metric([reason.value], rej.get(reason.value, 0))
+            duplicates.add_metric([], s.duplicates)
+            warn = dict(s.warnings)
+            for w in ("unknown_field", "label_type_mismatch"):
+                warnings.add_metric([w], warn.get(w, 0))
+            for stream in list(p.streams.values()):
+                windows.add_metric(list(stream.key), stream.windows)
+            j = p.joiner
+            for outcome, value in (
+                ("joined", j.joined),
+                ("unmatched", j.unmatched),
+                ("expired", j.expired),
+                ("evicted", j.evicted),
+            ):
+                joins.add_metric([outcome], value)
+            pending.add_metric([], len(j))
+        a = self._adapter
+        if a is not None:
+            messages.add_metric([], a.stats.messages)
+            dead.add_metric([], a.stats.dead_letters)
+            unacked.add_metric([], a.unacked())
+        return fams
+
+    def _window_families(self, empty: bool) -> list[Metric]:
+        mv = ["model", "model_version"]
+        score = self._gauge(
+            "drift_score",
+            "Distance of the last window's distribution from the reference, per feature (rows "
+            "'score' and 'label' are the prediction) and statistic (psi, js, ks, chi2).",
+            [*mv, "feature", "statistic"],
+        )
+        threshold = self._gauge(
+            "drift_threshold",
+            "Calibrated threshold of drift_score for the last window (+Inf: too few values).",
+            [*mv, "feature", "statistic"],
+        )
+        ratio = self._gauge(
+            "drift_threshold_ratio",
+            "drift_score / drift_threshold of the statistics that raise FeatureDrift and "
+            "PredictionDrift (largest); above 1 the condition holds.",
+            [*mv, "feature"],
+        )
+        quality = self._gauge(
+            "data_quality_ratio",
+            "Share of the last window's events with a data-quality problem, per feature and "
+            "check (missing, absent, wrong_type, nan_inf, out_of_range, unseen_category).",
+            [*mv, "feature", "check"],
+        )
+        quality_thr = self._gauge(
+            "data_quality_threshold_ratio",
+            "Share of the window at which the DataQuality alert's condition holds.",
+            [*mv, "feature", "check"],
+        )
+        lat = self._gauge(
+            "window_latency_seconds",
+            "Prediction latency percentile (p50, p95, p99) of the last window, in seconds.",
+            [*mv, "percentile"],
+        )
+        pred = self._gauge(
+            "prediction_score",
+            "Prediction score of the last window: mean, p5, p50, p95.",
+            [*mv, "statistic"],
+        )
+        labels = self._gauge(
+            "predicted_label_ratio",
+            "Share of the last window's predictions per predicted label (__other__: labels "
+            "not in the reference).",
+            [*mv, "label"],
+        )
+        size = self._gauge("window_events", "Events in the last window.", mv)
+        last = self._gauge(
+            "window_event_time_seconds",
+            "Event time (Unix seconds) of the newest event of the last window.",
+            mv,
+        )
+        error = self._gauge(
+            "model_error",
+            "Mean error of the last window of labelled events (metric error_rate for "
+            "classification, mae for regression).",
+            [*mv, "metric"],
+        )
+        accuracy = self._gauge(
+            "model_accuracy_ratio",
+            "Accuracy (1 - error_rate) of the last window of labelled events (classification).",
+            mv,
+        )
+        fams: list[Metric] = [score, threshold, ratio, quality, quality_thr, lat, pred, labels]
+        fams += [size, last, error, accuracy]
+        if empty:
+            return fams
+        with self._lock:
+            snaps = list(self._latest.values())
+            errors = dict(self._errors)
+        for snap in snaps:
+            key = [snap.model, snap.model_version]
+            for stat, values in snap.drift.items():
+                thr = snap.threshold[stat]
+                for r, row in enumerate(snap.rows):
+                    score.add_metric([*key, row, stat], float(values[r]))
+                    threshold.add_metric([*key, row, stat], float(thr[r]))
+            ratios = np.vstack(
+                [snap.drift[s] / snap.threshold[s] for s in snap.alerting_statistics]
+            ).max(axis=0)
+            for r, row in enumerate(snap.rows):
+                ratio.add_metric([*key, row], float(ratios[r]))
+            for check, shares in snap.quality.items():
+                thr = snap.quality_threshold[check]
+                for r, row in enumerate(snap.rows):
+                    if not math.isnan(shares[r]):
+                        quality.add_metric([*key, row, check], float(shares[r]))
+                        quality_thr.add_metric([*key, row, check], float(thr[r]))
+            if snap.latency is not None:
+                for name, v in zip(("p50", "p95", "p99"), snap.latency, strict=True):
+                    lat.add_metric([*key, name], v)
+            if snap.score is not None:
+                for name, v in zip(("mean", "p5", "p50", "p95"), snap.score, strict=True):
+                    pred.add_metric([*key, name], v)
+            for label, share in snap.labels.items():
+                labels.add_metric([*key, label], share)
+            size.add_metric(key, snap.n)
+            last.add_metric(key, snap.event_time)
+        for (model, version), (metric, value, _n) in errors.items():
+            error.add_metric([model, version, metric], value)
+            if metric == "error_rate":
+                accuracy.add_metric([model, version], 1.0 - value)
+        return fams
+
+    def _alert_families(self, empty: bool) -> list[Metric]:
+        active = self._gauge(
+            "alerts",
+            "Active alerts by name and state (pending, firing; flapping counts firing or "
+            "pending alerts whose condition changes too often to be notified).",
+            ["alertname", "state"],
+        )
+        changes = self._counter(
+            "alert_transitions_total",
+            "Alert state changes by name and state: pending, firing, resolved, transient "
+            "(pending that cleared before 'for'), flapping, flapping_stopped.",
+            ["alertname", "state"],
+        )
+        if empty:
+            return [active, changes]
+        with self._lock:
+            alerts = dict(self._alerts)
+            transitions = dict(self._transitions)
+            exemplars = dict(self._transition_exemplars)
+        names = sorted(set(ALERT_NAMES) | {n for n, _ in transitions} | {n for n, _ in alerts})
+        for name in names:
+            for state in ("pending", "firing", "flapping"):
+                active.add_metric([name, state], alerts.get((name, state), 0))
+            for state in AlertState:
+                key = (name, state.value)
+                changes.add_metric(
+                    [name, state.value], transitions.get(key, 0), exemplar=exemplars.get(key)
+                )
+        return [active, changes]
+
+    def _consumer_families(self, empty: bool) -> list[Metric]:
+        lag = self._gauge(
+            "kafka_consumer_lag_messages",
+            "Messages in an assigned input partition not yet processed by this worker.",
+            ["topic", "partition"],
+        )
+        assigned = self._gauge(
+            "kafka_assigned_partitions", "Input topic partitions assigned to this worker."
+        )
+        spans = self._counter("spans_exported_total", "Spans the OTLP collector accepted.")
+        dropped = self._counter(
+            "spans_dropped_total",
+            "Spans lost: queue_full (the export queue was full) or export_failed (the "
+            "collector was unreachable or refused them after retries).",
+            ["reason"],
+        )
+        if empty:
+            return [lag, assigned, spans, dropped]
+        with self._lock:
+            positions = list(self._lag)
+            n_assigned = self._assigned
+        for pos in positions:
+            lag.add_metric([pos.topic, str(pos.partition)], pos.lag)
+        assigned.add_metric([], n_assigned)
+        if self._spans is not None:
+            st = self._spans()
+            spans.add_metric([], st.get("exported", 0))
+            for reason in ("queue_full", "export_failed"):
+                dropped.add_metric([reason], st.get(f"dropped_{reason}", 0))
+        return [lag, assigned, spans, dropped]
+
+
+def _annotation_trace(t: Transition) -> TraceRef | None:
+    trace_id = t.annotations.get("trace_id")
+    span_id = t.annotations.get("span_id")
+    if trace_id and span_id and len(trace_id) == 32 and len(span_id) == 16:
+        return TraceRef(trace_id, span_id)
+    return None

@@ -1,0 +1,595 @@
+"""OpenTelemetry lineage: from an alert back to the Kafka messages and requests behind it.
+
+* Trace context arrives in Kafka headers (``traceparent``/``tracestate``, W3C) and, for events
+  logged with ``monitor.client.EventLogger``, in each event's own ``trace`` field. Headers are
+  read with :class:`KafkaHeadersGetter`, which accepts str or bytes keys and values, repeated
+  keys and ``None`` values, as a list of pairs or a mapping.
+* Every Kafka message gets one CONSUMER span ``process <topic>`` with the messaging semantic
+  conventions (v1.44: ``messaging.system``, ``messaging.operation.name``/``.type``,
+  ``messaging.destination.name``, ``messaging.destination.partition.id``,
+  ``messaging.consumer.group.name``, ``messaging.kafka.offset``, ``messaging.kafka.message.key``)
+  and links, made at span creation, to the producers' contexts: the message's header context
+  and those of a sample of its events. Links are **sampled**, not unbounded: at most
+  ``tracing.max_links`` (32) per span, spread evenly over the envelope, and the SDK's link limit
+  is set to the same number so none is dropped silently; ``driftwatch.links.candidates`` says
+  how many events were probed.
+* Every alert state change gets a span ``alert <AlertName> <state>``, a child of the consumer
+  span of the message that decided it, with the model, data and feature-set versions, the
+  reference profile id and the Kafka offsets of the window behind it (``driftwatch.*``), and
+  links to a bounded sample (``tracing.alert_links``, 16) of that window's events. Its trace id
+  and a link built from ``tracing.trace_url`` go into the alert's annotations (``trace_id``,
+  ``span_id``, ``trace_url``).
+* The resource carries ``service.name``, ``service.version``, ``vcs.ref.head.revision``,
+  ``vcs.repository.url.full`` and ``deployment.environment.name``.
+* Spans leave through a :class:`CountingBatchSpanProcessor` (the SDK's batch processor) and the
+  OTLP/HTTP protobuf exporter; the pipeline only appends to a bounded queue, so an unreachable
+  collector never blocks it. Spans lost to a full queue or a failed export are counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from alerting.types import Transition
+from detectors.performance import ErrorWindow
+from detectors.window import WindowReport
+from monitor.config import TracingConfig
+from monitor.events import Event
+from monitor.metrics import probe_indices
+from monitor.streams import ModelStream
+
+log = logging.getLogger("driftwatch.tracing")
+
+HeaderPairs = Sequence[tuple[str | bytes, bytes | str | None]]
+Headers = HeaderPairs | Mapping[str | bytes, bytes | str | None]
+_TRACEPARENT = re.compile(r"^[ \t]*00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})[ \t]*$")
+#: How many header contexts are remembered per topic partition for alert evidence.
+HEADER_MEMORY = 512
+
+
+def _text(value: str | bytes | bytearray) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else value
+
+
+class KafkaHeadersGetter(Getter[Headers]):
+    """Reads W3C fields from Kafka headers: ``(key, value)`` pairs (keys may repeat, values may
+    be ``None``) or a mapping; keys and values may be str or bytes.
+
+    >>> g = KafkaHeadersGetter()
+    >>> g.get([(b"traceparent", b"00-ab"), ("other", None), ("traceparent", None)], "traceparent")
+    ['00-ab']
+    >>> g.get({"tracestate": b"k=v"}, "tracestate"), g.get(None, "x")
+    (['k=v'], None)
+    """
+
+    def get(self, carrier: Headers | None, key: str) -> list[str] | None:
+        """Values of ``key`` as str, in order; None when there is none."""
+        if not carrier:
+            return None
+        pairs: Iterable[tuple[Any, Any]] = (
+            carrier.items() if isinstance(carrier, Mapping) else carrier
+        )
+        out = [_text(v) for k, v in pairs if v is not None and _text(k) == key]
+        return out or None
+
+    def keys(self, carrier: Headers | None) -> list[str]:
+        """All header keys as str."""
+        if not carrier:
+            return []
+        pairs: Iterable[Any] = carrier.keys() if isinstance(carrier, Mapping) else carrier
+        if isinstance(carrier, Mapping):
+            return [_text(k) for k in pairs]
+        return [_text(k) for k, _ in pairs]
+
+
+HEADERS_GETTER = KafkaHeadersGetter()
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def context_from_headers(headers: Headers | None) -> SpanContext | None:
+    """The producer's span context from ``traceparent``/``tracestate`` headers, or None."""
+    if not headers:
+        return None
+    ctx = _PROPAGATOR.extract(headers, getter=HEADERS_GETTER)
+    sc = trace.get_current_span(ctx).get_span_context()
+    return sc if sc.is_valid else None
+
+
+def context_from_event(event: Any) -> SpanContext | None:
+    """The span context in an event's own ``trace`` field (``monitor.client``), or None."""
+    fields = event.get("trace") if isinstance(event, dict) else None
+    if not isinstance(fields, dict):
+        return None
+    parent = fields.get("traceparent")
+    m = _TRACEPARENT.match(parent) if isinstance(parent, str) else None
+    if m is None:
+        return None
+    trace_id, span_id = int(m.group(1), 16), int(m.group(2), 16)
+    if not trace_id or not span_id:
+        return None
+    state = fields.get("tracestate")
+    return SpanContext(
+        trace_id,
+        span_id,
+        is_remote=True,
+        trace_flags=TraceFlags(int(m.group(3), 16) & 1),
+        trace_state=TraceState.from_header([state]) if isinstance(state, str) else None,
+    )
+
+
+def code_revision(override: str | None = None) -> str:
+    """This monitor's code revision: ``override``, ``$DRIFTWATCH_REVISION``, ``git rev-parse
+    HEAD`` of the source checkout, else ``unknown``."""
+    if override:
+        return override
+    env = os.environ.get("DRIFTWATCH_REVISION")
+    if env:
+        return env
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    return "unknown"
+
+
+def build_resource(cfg: TracingConfig, version: str, revision: str) -> Resource:
+    """The monitor's resource: service name and version, code revision, repository, env."""
+    attrs: dict[str, str] = {
+        "service.name": cfg.service_name,
+        "service.version": version,
+        "vcs.ref.head.revision": revision,
+    }
+    if cfg.repository_url:
+        attrs["vcs.repository.url.full"] = cfg.repository_url
+    if cfg.environment:
+        attrs["deployment.environment.name"] = cfg.environment
+    return Resource.create(attrs)
+
+
+@dataclass(slots=True)
+class SpanCounts:
+    """Spans handed to the exporter and what became of them (thread-safe increments)."""
+
+    exported: int = 0
+    dropped_queue_full: int = 0
+    dropped_export_failed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, n: int) -> None:
+        """Add ``n`` to counter ``name``."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
+        return {
+            "exported": self.exported,
+            "dropped_queue_full": self.dropped_queue_full,
+            "dropped_export_failed": self.dropped_export_failed,
+        }
+
+
+class CountingExporter(SpanExporter):
+    """Wraps an exporter: counts exported spans and spans lost to a failed export; never
+    raises into the batch processor's thread."""
+
+    def __init__(self, inner: SpanExporter, counts: SpanCounts) -> None:
+        self.inner = inner
+        self.counts = counts
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export; a failure (collector down, refused) counts the spans as dropped."""
+        try:
+            result = self.inner.export(spans)
+        except Exception:
+            log.exception("span export failed")
+            result = SpanExportResult.FAILURE
+        if result is SpanExportResult.SUCCESS:
+            self.counts.add("exported", len(spans))
+        else:
+            self.counts.add("dropped_export_failed", len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        """Shut the wrapped exporter down."""
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.inner.force_flush(timeout_millis)
+
+
+class CountingBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's batch processor, counting spans dropped because its queue was full, and with a
+    bounded shutdown (``shutdown_timeout`` seconds) so exit never waits on a dead collector.
+
+    The count checks the queue length just before the SDK appends, as the SDK's own "Queue
+    full" warning does; an export taking a batch at that instant can make it one too many.
+    """
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        counts: SpanCounts,
+        *,
+        max_queue_size: int = 2048,
+        schedule_delay_millis: float = 1000.0,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(
+            exporter,
+            max_queue_size=max_queue_size,
+            schedule_delay_millis=schedule_delay_millis,
+            max_export_batch_size=min(512, max_queue_size),
+        )
+        self.counts = counts
+        self.max_queue_size = max_queue_size
+        self.shutdown_timeout = shutdown_timeout
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue the span; count it when the full queue pushes the oldest out."""
+        if span.context is not None and span.context.trace_flags.sampled:
+            # The SDK's queue is a bounded deque: appending to a full one drops the oldest.
+            queue = self._batch_processor._queue
+            if len(queue) >= self.max_queue_size:
+                self.counts.add("dropped_queue_full", 1)
+        super().on_end(span)
+
+    def shutdown(self) -> None:
+        """Export what is queued for at most ``shutdown_timeout`` seconds, then stop."""
+        self._batch_processor.shutdown(timeout_millis=int(self.shutdown_timeout * 1000))
+
+
+def build_provider(
+    cfg: TracingConfig,
+    version: str,
+    revision: str,
+    exporter: SpanExporter | None = None,
+) -> tuple[TracerProvider, SpanCounts]:
+    """A tracer provider exporting OTLP/HTTP protobuf to ``cfg.endpoint`` (or ``exporter``).
+
+    The SDK's link limit is raised to ``max(max_links, alert_links)`` so sampled links are all
+    kept. The provider is not installed globally: pass it to :class:`KafkaTracing`.
+    """
+    counts = SpanCounts()
+    if exporter is None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter(
+            endpoint=cfg.endpoint, headers=dict(cfg.headers) or None, timeout=cfg.timeout
+        )
+    limits = SpanLimits(max_links=max(cfg.max_links, cfg.alert_links, 1))
+    provider = TracerProvider(resource=build_resource(cfg, version, revision), span_limits=limits)
+    provider.add_span_processor(
+        CountingBatchSpanProcessor(
+            CountingExporter(exporter, counts), counts, max_queue_size=cfg.queue_size
+        )
+    )
+    return provider, counts
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What an alert span says about the window behind it."""
+
+    links: tuple[Link, ...]
+    offsets: Mapping[str, tuple[int, int]]
+    events: int
+    window: int
+
+
+@dataclass(slots=True)
+class Batch:
+    """One Kafka message being processed: its consumer span and header context."""
+
+    span: trace.Span
+    source: str
+    header: SpanContext | None
+    windows: int = 0
+
+
+class KafkaTracing:
+    """Consumer spans per message and alert spans per state change (see module docstring).
+
+    Parameters
+    ----------
+    tracer
+        From the provider built by :func:`build_provider` (or any provider in tests).
+    group_id
+        Kafka consumer group (``messaging.consumer.group.name``).
+    max_links
+        Links per consumer span (sampled evenly over the message's events).
+    alert_links
+        Links per alert span (sampled evenly over the window's events).
+    trace_url
+        Template with ``{trace_id}`` and ``{span_id}`` for the ``trace_url`` annotation.
+    position_shift
+        Input positions are ``offset << position_shift | index`` (16 for Kafka, 0 for files).
+    """
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        *,
+        group_id: str = "",
+        max_links: int = 32,
+        alert_links: int = 16,
+        trace_url: str | None = None,
+        position_shift: int = 16,
+    ) -> None:
+        self.tracer = tracer
+        self.group_id = group_id
+        self.max_links = max_links
+        self.alert_links = alert_links
+        self.trace_url = trace_url
+        self.position_shift = position_shift
+        self.current: Batch | None = None
+        self._headers: dict[str, deque[tuple[int, SpanContext]]] = {}
+        self._evidence: dict[str, Evidence] = {}
+
+    # -- consumer spans ------------------------------------------------------------------------
+
+    def begin(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        header: SpanContext | None,
+        events: Sequence[Any],
+        size: int,
+    ) -> Batch:
+        """Start the ``process <topic>`` span of one message (links made at creation);
+        ``header`` is the context of its ``traceparent`` header (:func:`context_from_headers`)."""
+        source = f"{topic}/{partition}"
+        links: list[Link] = []
+        seen: set[tuple[int, int]] = set()
+        if header is not None:
+            self._headers.setdefault(source, deque(maxlen=HEADER_MEMORY)).append((offset, header))
+            attrs: dict[str, Any] = {
+                "messaging.kafka.offset": offset,
+                "messaging.destination.partition.id": str(partition),
+                "messaging.destination.name": topic,
+            }
+            if key is not None:
+                attrs["messaging.kafka.message.key"] = _text(key)
+            links.append(Link(header, attrs))
+            seen.add((header.trace_id, header.span_id))
+        probes = probe_indices(len(events), self.max_links)
+        for i in probes:
+            if len(links) >= self.max_links:
+                break
+            sc = context_from_event(events[i])
+            if sc is None or (sc.trace_id, sc.span_id) in seen:
+                continue
+            seen.add((sc.trace_id, sc.span_id))
+            ev_attrs: dict[str, Any] = {
+                "messaging.kafka.offset": offset,
+                "driftwatch.event.index": i,
+            }
+            event_id = events[i].get("event_id")
+            if isinstance(event_id, str):
+                ev_attrs["driftwatch.event.id"] = event_id
+            links.append(Link(sc, ev_attrs))
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.operation.name": "process",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topic,
+            "messaging.destination.partition.id": str(partition),
+            "messaging.kafka.offset": offset,
+            "messaging.message.body.size": size,
+            "driftwatch.envelope.events": len(events),
+            "driftwatch.links.candidates": len(probes),
+        }
+        if self.group_id:
+            attributes["messaging.consumer.group.name"] = self.group_id
+        if key is not None:
+            attributes["messaging.kafka.message.key"] = _text(key)
+        span = self.tracer.start_span(
+            f"process {topic}", kind=SpanKind.CONSUMER, links=links, attributes=attributes
+        )
+        self.current = Batch(span, source, header)
+        return self.current
+
+    def end(self, batch: Batch, accepted: int, rejected: int, error: BaseException | None) -> None:
+        """Finish the consumer span with what the message amounted to."""
+        span = batch.span
+        span.set_attribute("driftwatch.events.accepted", accepted)
+        span.set_attribute("driftwatch.events.rejected", rejected)
+        span.set_attribute("driftwatch.windows.closed", batch.windows)
+        if error is not None:
+            span.set_attribute("error.type", type(error).__qualname__)
+            span.record_exception(error)
+            span.set_status(trace.StatusCode.ERROR, str(error))
+        span.end()
+        if self.current is batch:
+            self.current = None
+
+    # -- evidence (WindowObserver) ---------------------------------------------------------------
+
+    def window_closed(
+        self, stream: ModelStream, report: WindowReport, events: Sequence[Event]
+    ) -> None:
+        """Remember the window's offsets and a sample of its events' contexts."""
+        batch = self.current
+        if batch is not None:
+            batch.windows += 1
+        offsets = self._offsets(stream)
+        links: list[Link] = []
+        seen: set[tuple[int, int]] = set()
+        if self.alert_links:
+            for i in probe_indices(len(events), self.alert_links * 4):
+                if len(links) >= self.alert_links:
+                    break
+                sc = context_from_event(events[i])
+                if sc is None or (sc.trace_id, sc.span_id) in seen:
+                    continue
+                seen.add((sc.trace_id, sc.span_id))
+                attrs: dict[str, Any] = {"driftwatch.window.index": i}
+                event_id = events[i].get("event_id")
+                if isinstance(event_id, str):
+                    attrs["driftwatch.event.id"] = event_id
+                links.append(Link(sc, attrs))
+            if not links:
+                links = self._header_links(offsets, seen)
+        self._evidence[stream.group] = Evidence(tuple(links), offsets, report.n, stream.windows)
+
+    def error_window(self, stream: ModelStream, window: ErrorWindow) -> None:
+        """Label windows carry no event sample; their alert spans name the offsets only."""
+        self._evidence[stream.group + "/labels"] = Evidence(
+            (), self._offsets(stream), window.n, stream.windows
+        )
+
+    def _offsets(self, stream: ModelStream) -> dict[str, tuple[int, int]]:
+        shift = self.position_shift
+        if stream.unsaved_from:
+            return {
+                src: (first >> shift, stream.seen.get(src, first) >> shift)
+                for src, first in stream.unsaved_from.items()
+            }
+        first, last = stream.offsets
+        batch = self.current
+        return {batch.source if batch is not None else "": (first >> shift, last >> shift)}
+
+    def _header_links(
+        self, offsets: Mapping[str, tuple[int, int]], seen: set[tuple[int, int]]
+    ) -> list[Link]:
+        found: list[tuple[str, int, SpanContext]] = []
+        for source, (first, last) in offsets.items():
+            for off, sc in self._headers.get(source, ()):
+                if first <= off <= last and (sc.trace_id, sc.span_id) not in seen:
+                    seen.add((sc.trace_id, sc.span_id))
+                    found.append((source, off, sc))
+        out = []
+        for i in probe_indices(len(found), self.alert_links):
+            source, off, sc = found[i]
+            topic, _, partition = source.rpartition("/")
+            out.append(
+                Link(
+                    sc,
+                    {
+                        "messaging.kafka.offset": off,
+                        "messaging.destination.name": topic,
+                        "messaging.destination.partition.id": partition,
+                    },
+                )
+            )
+        return out
+
+    # -- alert spans -------------------------------------------------------------------------------
+
+    def alert_spans(
+        self, transitions: Sequence[Transition], streams: Mapping[tuple[str, str], ModelStream]
+    ) -> list[Transition]:
+        """One span per state change; returns the changes with ``trace_id``, ``span_id`` and
+        ``trace_url`` annotations."""
+        batch = self.current
+        parent = trace.set_span_in_context(batch.span) if batch is not None else None
+        out = []
+        for t in transitions:
+            model = t.labels.get("model", "")
+            version = t.labels.get("model_version", "")
+            stream = streams.get((model, version))
+            group = f"{model}/{version}"
+            if t.alertname == "PerformanceDegradation":
+                group += "/labels"
+            evidence = self._evidence.get(group)
+            attrs = self._alert_attributes(t, stream, evidence)
+            span = self.tracer.start_span(
+                f"alert {t.alertname} {t.state.value}",
+                context=parent,
+                kind=SpanKind.INTERNAL,
+                links=evidence.links if evidence is not None else (),
+                attributes=attrs,
+            )
+            sc = span.get_span_context()
+            span.end()
+            ann = dict(t.annotations)
+            ann["trace_id"] = format(sc.trace_id, "032x")
+            ann["span_id"] = format(sc.span_id, "016x")
+            if self.trace_url:
+                ann["trace_url"] = self.trace_url.format(
+                    trace_id=ann["trace_id"], span_id=ann["span_id"]
+                )
+            out.append(replace(t, annotations=ann))
+        return out
+
+    def _alert_attributes(
+        self, t: Transition, stream: ModelStream | None, evidence: Evidence | None
+    ) -> dict[str, Any]:
+        a: dict[str, Any] = {
+            "driftwatch.alert.name": t.alertname,
+            "driftwatch.alert.state": t.state.value,
+            "driftwatch.alert.fingerprint": t.fingerprint,
+            "driftwatch.alert.severity": t.labels.get("severity", ""),
+            "driftwatch.model.name": t.labels.get("model", ""),
+            "driftwatch.model.version": t.labels.get("model_version", ""),
+        }
+        for label in ("feature", "check", "output", "metric"):
+            if label in t.labels:
+                a[f"driftwatch.{label}"] = t.labels[label]
+        ann = t.annotations
+        if "statistic" in ann:
+            a["driftwatch.statistic"] = ann["statistic"]
+        for name in ("value", "threshold"):
+            with contextlib.suppress(KeyError, ValueError):
+                a[f"driftwatch.{name}"] = float(ann[name])
+        versions = dict(stream.versions) if stream is not None else {}
+        for key, attr in (
+            ("data", "driftwatch.data.version"),
+            ("features", "driftwatch.feature_set.version"),
+            ("code", "driftwatch.serving.code.version"),
+        ):
+            value = versions.get(key) or ann.get(f"{key}_version")
+            if value:
+                a[attr] = value
+        ref = ann.get("reference_id") or (
+            stream.profile.id if stream is not None and stream.profile is not None else ""
+        )
+        if ref:
+            a["driftwatch.reference.id"] = ref
+        if evidence is not None:
+            a["driftwatch.window.events"] = evidence.events
+            a["driftwatch.window.index"] = evidence.window
+            a["driftwatch.evidence.links"] = len(evidence.links)
+            a["driftwatch.kafka.offsets"] = [
+                f"{src}:{first}-{last}" for src, (first, last) in sorted(evidence.offsets.items())
+            ]
+            if len(evidence.offsets) == 1:
+                ((src, (first, last)),) = evidence.offsets.items()
+                topic, _, partition = src.rpartition("/")
+                if topic:
+                    a["messaging.destination.name"] = topic
+                    a["messaging.destination.partition.id"] = partition
+                a["driftwatch.kafka.offset.first"] = first
+                a["driftwatch.kafka.offset.last"] = last
+        return a

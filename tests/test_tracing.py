@@ -1,0 +1,282 @@
+"""Tracing without Kafka: header getter, consumer and alert spans through the real adapter and
+pipeline (in-memory span exporter), link sampling, and a collector that is down or slow."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from alerting.types import Transition
+from monitor.config import TracingConfig, settings_from_mapping
+from monitor.http_server import Observability
+from monitor.kafka_adapter import KafkaAdapter
+from monitor.pipeline import Pipeline
+from monitor.simulate import generate
+from monitor.tracing import (
+    KafkaHeadersGetter,
+    SpanCounts,
+    build_provider,
+    context_from_event,
+    context_from_headers,
+)
+
+TOPIC = "predictions"
+
+
+def traceparent(i: int) -> str:
+    return f"00-{i + 1:032x}-{i + 1:016x}-01"
+
+
+@dataclass
+class Msg:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+    value: bytes = b""
+
+
+def make_messages(lines: list[bytes], size: int, bad_header_every: int = 0) -> list[Msg]:
+    """Envelopes of ``size`` events, each event with its own ``trace`` field; the header
+    carries the first event's context (as ``monitor.client`` does)."""
+    out = []
+    for k, start in enumerate(range(0, len(lines), size)):
+        events = []
+        for i in range(start, min(start + size, len(lines))):
+            ev = orjson.loads(lines[i])
+            ev["trace"] = {"traceparent": traceparent(i), "tracestate": "dw=1"}
+            events.append(ev)
+        header = traceparent(start).encode()
+        if bad_header_every and k % bad_header_every == 1:
+            header = b"00-not-a-trace"
+        body = orjson.dumps({"events": events})
+        out.append(Msg(TOPIC, 0, k, b"fraud", [("traceparent", header)], body))
+    return out
+
+
+SETTINGS = {
+    "window": {"size": 500},
+    "reference": {"warmup_events": 2000},
+    "alerts": {"FeatureDrift": {"for": "10s"}},
+    "kafka": {"group_id": "dw-test"},
+    "tracing": {"trace_url": "http://traces.example/trace/{trace_id}?span={span_id}"},
+}
+
+
+@dataclass
+class Run:
+    obs: Observability
+    exporter: InMemorySpanExporter
+    transitions: list[Transition]
+    lines: int
+
+    def spans(self) -> tuple[ReadableSpan, ...]:
+        assert self.obs.provider is not None
+        self.obs.provider.force_flush()
+        return self.exporter.get_finished_spans()
+
+
+def run_adapter(messages: Sequence[Msg], settings: dict[str, object]) -> Run:
+    cfg = settings_from_mapping(settings)
+    exporter = InMemorySpanExporter()
+    obs = Observability(cfg, exporter=exporter)
+    pipeline = Pipeline(cfg, observers=obs.observers, checkpointing=True)
+    seen: list[Transition] = []
+
+    class Sink:
+        def send(self, transitions: list[Transition]) -> None:
+            seen.extend(transitions)
+
+        def close(self) -> None:
+            pass
+
+    async def dead_letter(key: bytes | None, value: bytes, headers: object) -> None:
+        pass
+
+    adapter = KafkaAdapter(pipeline, {}, dead_letter, [Sink(), *obs.sinks], observer=obs)
+    obs.attach(pipeline, adapter)
+
+    async def feed() -> None:
+        for m in messages:
+            await adapter.handle(m, m.value, lambda: None)
+
+    asyncio.run(feed())
+    return Run(obs, exporter, seen, sum(1 for _ in messages))
+
+
+@pytest.fixture(scope="module")
+def drift_run() -> Iterator[Run]:
+    lines = list(generate("abrupt-shift", 8000, 5, onset=0.4).lines())
+    run = run_adapter(make_messages(lines, 250, bad_header_every=4), SETTINGS)
+    yield run
+    run.obs.close()
+
+
+def test_getter_reads_bytes_str_repeated_and_none() -> None:
+    g = KafkaHeadersGetter()
+    headers: list[tuple[str | bytes, bytes | str | None]] = [
+        (b"traceparent", None),
+        ("traceparent", b"first"),
+        (b"traceparent", "second"),
+    ]
+    assert g.get(headers, "traceparent") == ["first", "second"]
+    assert g.get(headers, "tracestate") is None
+    assert g.keys({b"a": b"1", "b": None}) == ["a", "b"]
+    sc = context_from_headers([(b"traceparent", traceparent(7).encode()), ("tracestate", b"k=v")])
+    assert sc is not None and sc.trace_id == 8 and sc.is_remote
+    assert sc.trace_state.get("k") == "v"
+    for bad in (b"garbage", b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01", b"ff-" + b"1" * 49):
+        assert context_from_headers([("traceparent", bad)]) is None
+    assert context_from_headers(None) is None
+    assert context_from_event({"trace": {"traceparent": "00-zz"}}) is None
+    assert context_from_event({"trace": "x"}) is None
+
+
+def test_one_consumer_span_per_message_with_semconv_attributes(drift_run: Run) -> None:
+    consumer = [s for s in drift_run.spans() if s.kind is SpanKind.CONSUMER]
+    assert len(consumer) == drift_run.lines
+    span = consumer[3]
+    assert span.name == f"process {TOPIC}"
+    a = span.attributes or {}
+    assert a["messaging.system"] == "kafka"
+    assert a["messaging.operation.name"] == "process"
+    assert a["messaging.operation.type"] == "process"
+    assert a["messaging.destination.name"] == TOPIC
+    assert a["messaging.destination.partition.id"] == "0"
+    assert a["messaging.consumer.group.name"] == "dw-test"
+    assert a["messaging.kafka.offset"] == 3
+    assert a["messaging.kafka.message.key"] == "fraud"
+    assert a["driftwatch.events.accepted"] == 250
+    assert "messaging.batch.message_count" not in a  # one Kafka message, not a batch
+    resource = span.resource.attributes
+    assert resource["service.name"] == "driftwatch"
+    assert resource["service.version"]
+    assert resource["vcs.ref.head.revision"]
+
+
+def test_links_are_sampled_to_the_limit_and_carry_offsets(drift_run: Run) -> None:
+    consumer = [s for s in drift_run.spans() if s.kind is SpanKind.CONSUMER]
+    for span in consumer:
+        assert span.dropped_links == 0
+        assert 0 < len(span.links) <= 32
+        attrs: dict[str, Any] = dict(span.attributes or {})
+        offset = int(attrs["messaging.kafka.offset"])
+        assert all(dict(x.attributes or {})["messaging.kafka.offset"] == offset for x in span.links)
+        ids = [link.context.trace_id for link in span.links]
+        assert len(ids) == len(set(ids))
+        first = offset * 250
+        assert all(first < i <= first + 250 for i in ids)  # this message's events only
+    # A valid header is one of the links (with the partition); a malformed one adds none.
+    good = consumer[0].links[0]
+    assert dict(good.attributes or {})["messaging.destination.partition.id"] == "0"
+    assert good.context.trace_id == 1
+    bad = consumer[1]
+    assert all("messaging.destination.partition.id" not in (x.attributes or {}) for x in bad.links)
+
+
+def test_alert_spans_are_children_with_versions_offsets_and_evidence(drift_run: Run) -> None:
+    spans = drift_run.spans()
+    alerts = [s for s in spans if s.name.startswith("alert ")]
+    names = [s.name for s in alerts]
+    assert "alert FeatureDrift pending" in names and "alert FeatureDrift firing" in names
+    firing = next(s for s in alerts if s.name == "alert FeatureDrift firing")
+    parent = next(s for s in spans if s.context.span_id == firing.parent.span_id)  # type: ignore[union-attr]
+    assert parent.kind is SpanKind.CONSUMER
+    assert parent.context.trace_id == firing.context.trace_id
+    a: dict[str, Any] = dict(firing.attributes or {})
+    assert a["driftwatch.model.name"] == "fraud"
+    assert a["driftwatch.model.version"] == "v1"
+    assert a["driftwatch.feature"] == "credit_score"
+    assert a["driftwatch.data.version"] == "snap-2026-01-01"
+    assert a["driftwatch.feature_set.version"] == "fs-7"
+    assert str(a["driftwatch.reference.id"]).startswith("sha256:")
+    first, last = a["driftwatch.kafka.offset.first"], a["driftwatch.kafka.offset.last"]
+    assert last == (parent.attributes or {})["messaging.kafka.offset"]
+    assert 0 <= int(first) <= int(last)
+    assert list(a["driftwatch.kafka.offsets"]) == [f"{TOPIC}/0:{first}-{last}"]
+    assert float(a["driftwatch.value"]) > float(a["driftwatch.threshold"])
+    assert 0 < len(firing.links) <= 16
+    lo, hi = int(first) * 250, (int(last) + 1) * 250
+    assert all(lo < link.context.trace_id <= hi for link in firing.links)  # the window's events
+
+
+def test_alert_annotations_carry_the_span_and_trace_url(drift_run: Run) -> None:
+    spans = {s.context.span_id: s for s in drift_run.spans() if s.name.startswith("alert ")}
+    assert drift_run.transitions
+    for t in drift_run.transitions:
+        ann = t.annotations
+        span = spans[int(ann["span_id"], 16)]
+        assert int(ann["trace_id"], 16) == span.context.trace_id
+        assert ann["trace_url"] == (
+            f"http://traces.example/trace/{ann['trace_id']}?span={ann['span_id']}"
+        )
+
+
+def test_transition_counter_has_the_alert_trace_as_exemplar(drift_run: Run) -> None:
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    text = generate_latest(drift_run.obs.registry).decode()  # type: ignore[no-untyped-call]
+    series = 'driftwatch_alert_transitions_total{alertname="FeatureDrift",state="firing"}'
+    line = next(x for x in text.splitlines() if x.startswith(series))
+    firing = next(t for t in drift_run.transitions if t.state.value == "firing")
+    assert f'trace_id="{firing.annotations["trace_id"]}"' in line
+
+
+class BlockingExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(30)
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+
+def test_a_stuck_collector_never_blocks_and_full_queue_drops_are_counted() -> None:
+    exporter = BlockingExporter()
+    cfg = TracingConfig(enabled=True, queue_size=16)
+    provider, counts = build_provider(cfg, "0", "r", exporter)
+    tracer = provider.get_tracer("t")
+    for i in range(600):  # the exporter holds its first batch; the queue overflows
+        tracer.start_span(f"s{i}").end()
+    assert counts.dropped_queue_full > 0
+    exporter.release.set()
+    provider.shutdown()
+    assert exporter.exported == counts.exported
+    # Every span was either exported or counted as dropped. The count reads the queue length
+    # just before the SDK appends (as the SDK's own "Queue full" check does), so an export
+    # popping a batch at that instant can make it one too many.
+    assert 600 <= counts.exported + counts.dropped_queue_full <= 601
+
+
+def test_an_unreachable_collector_counts_dropped_spans() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = TracingConfig(enabled=True, endpoint=f"http://127.0.0.1:{port}/v1/traces", timeout=0.5)
+    provider, counts = build_provider(cfg, "0", "r")
+    tracer = provider.get_tracer("t")
+    for i in range(5):
+        tracer.start_span(f"s{i}").end()
+    provider.force_flush()
+    provider.shutdown()
+    assert counts.dropped_export_failed == 5
+    assert counts.exported == 0
+    assert isinstance(counts, SpanCounts)
