@@ -263,18 +263,18 @@ class EventLogger:
     event is its own message, without an envelope. An envelope holds events of one topic and
     one key and stays under ``max_message_bytes``.
 
-    Example (``close`` also runs at interpreter exit)::
+    Example::
 
         from monitor.client import EventLogger
 
         events = EventLogger("127.0.0.1:9092", model="fraud", model_version="v7",
                              versions={"code": "3f2a1c9", "data": "snap-2026-01-01"})
-        event_id = events.log_prediction({"amount": 42.5, "country": "DE"},
-                                         {"score": 0.91, "label": "fraud"}, latency_ms=12.3)
-        ...                                    # later, when the ground truth is known:
-        events.log_label(event_id, "legit")
-        print(events.stats())                  # logged, sent, dropped, failed, buffered, ...
-        events.close(timeout=10)               # deliver what is buffered
+
+        # In the request handler (inside its OpenTelemetry span, if any); returns at once:
+        event_id = events.log_prediction({"amount": 42.5, "country": "DE"}, {"score": 0.91},
+                                         latency_ms=12.3)
+        events.log_label(event_id, "legit")    # later, when the ground truth is known
+        events.close(timeout=10)               # at shutdown (also runs at exit): deliver
 
     Parameters
     ----------
@@ -291,10 +291,12 @@ class EventLogger:
         How long the oldest buffered event may wait for its envelope to fill.
     max_buffer
         Bound on events held (waiting in the buffer plus handed to Kafka and not yet
-        acknowledged). When it is full, ``drop="oldest"`` discards the oldest waiting event to
-        make room and ``drop="newest"`` discards the new one; either way ``stats()["dropped"]``
-        counts every discarded event. Events already handed to Kafka (at most ``max_in_flight``)
-        are never discarded: they are retried.
+        acknowledged); events are held encoded, so memory is about ``max_buffer`` times the
+        event size (100 MB for the default and 1 KB events). When it is full,
+        ``drop="oldest"`` discards the oldest waiting event to make room and ``drop="newest"``
+        discards the new one; either way ``stats()["dropped"]`` counts every discarded event.
+        Events already handed to Kafka (at most ``max_in_flight``) are never discarded: they
+        are retried.
     max_in_flight
         Events handed to Kafka and awaiting acknowledgement; by default
         ``min(max_buffer, max(10 * batch_size, 10_000))``.
@@ -867,7 +869,8 @@ class EventLogger:
                         self._reconnect = False
                         return "replace", []
                 elif now < self._retry_at:
-                    timeout = self._retry_at - now
+                    wait = self._retry_at - now
+                    timeout = wait if timeout is None else min(timeout, wait)
                 elif buf and producer is None:
                     return "connect", []
                 elif buf:

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Span
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags, TraceState
 
 import monitor.client
 from monitor.client import PASSWORD_ENV, EventLogger, Producer
@@ -277,6 +277,24 @@ def test_feature_and_label_events_go_to_their_topics(kafka: FakeKafka) -> None:
     assert feature["features"] == {"a": 1.0} and "prediction" not in feature
 
 
+def test_messages_parse_as_driftwatch_events(kafka: FakeKafka) -> None:
+    from monitor.events import Rejection, parse_message
+
+    tracer = local_tracer()
+    logger = make_logger(kafka, versions={"code": "abc"})
+    with tracer.start_as_current_span("request"):
+        eid = logger.log_prediction(FEATURES, PREDICTION, latency_ms=4.0)
+        logger.log_features(FEATURES, event_id=eid)
+    logger.log_label(eid, True)
+    assert logger.close(timeout=5)
+    assert len(kafka.messages) == 3
+    for message in kafka.messages:
+        parsed = parse_message(message.value)
+        assert isinstance(parsed, list) and len(parsed) == 1
+        assert not isinstance(parsed[0], Rejection), parsed[0]
+        assert parsed[0]["event_id"] == eid
+
+
 def test_batch_size_one_sends_bare_events(kafka: FakeKafka) -> None:
     logger = make_logger(kafka, batch_size=1)
     ids = [logger.log_prediction(FEATURES, 0.5) for _ in range(5)]
@@ -340,6 +358,30 @@ def test_trace_context_per_event_and_in_headers(kafka: FakeKafka) -> None:
     assert traceparent(span_a) != traceparent(span_b)
     # The message header is the context of the first traced event in it.
     assert message.headers == {"traceparent": traceparent(span_a).encode()}
+
+
+def test_tracestate_travels_with_traceparent(kafka: FakeKafka) -> None:
+    remote = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_state=TraceState([("vendor", "abc"), ("other", "x1")]),
+    )
+    logger = make_logger(kafka, batch_size=1)
+    with trace.use_span(NonRecordingSpan(remote)):
+        logger.log_prediction(FEATURES, 0.5)
+    assert logger.close(timeout=5)
+    (message,) = kafka.messages
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert message.headers == {
+        "traceparent": parent.encode(),
+        "tracestate": b"vendor=abc,other=x1",
+    }
+    assert message.events()[0]["trace"] == {
+        "traceparent": parent,
+        "tracestate": "vendor=abc,other=x1",
+    }
 
 
 @pytest.mark.parametrize("drop", ["oldest", "newest"])
