@@ -256,3 +256,21 @@ def test_a_taken_port_does_not_stop_monitoring() -> None:
         obs.close()
     finally:
         first.stop()
+
+
+def test_grafana_dashboard_queries_only_exposed_metrics(replayed: Replayed) -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "driftwatch.json"
+    dashboard = json.loads(path.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {m for e in exprs for m in re.findall(r"\bdriftwatch_[a-z0-9_]+", e)}
+    exposed = {f"driftwatch_notifications_{k}_total" for k in ("sent", "failed", "dropped")}
+    for family in replayed.obs.registry.collect():
+        exposed |= {family.name, family.name + "_total", family.name + "_info"}
+        exposed |= {family.name + s for s in ("_bucket", "_count", "_sum")}
+    assert used and used <= exposed, used - exposed
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"model", "version", "feature"} <= variables
