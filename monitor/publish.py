@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
@@ -103,6 +104,7 @@ def publish(
     labels_topic: str = "labels",
     features_topic: str = "features",
     timeout: float = 60.0,
+    connect_timeout: float = 15.0,
     **logger_options: Any,
 ) -> int:
     """Publish every event of a simulation (or of JSON lines) to Kafka; return events sent.
@@ -122,6 +124,8 @@ def publish(
     timeout
         Seconds to wait for Kafka to take more events, and for the final flush, before giving
         up with :class:`PublishError`.
+    connect_timeout
+        Seconds to wait for the first connection before giving up with :class:`PublishError`.
     logger_options
         Passed to :class:`~monitor.client.EventLogger` (security settings, ``client_id``,
         ``producer_config``, ``max_buffer``).
@@ -154,8 +158,10 @@ def publish(
         chunks = _line_chunks(sim_or_lines, topic, labels_topic, features_topic)
     try:
         try:
-            for chunk in chunks:
+            for i, chunk in enumerate(chunks):
                 logger._put_encoded(chunk, headers=headers, timeout=timeout)
+                if i == 0:
+                    _wait_connected(logger, url, connect_timeout)
         except TimeoutError as exc:
             raise PublishError(f"publishing to {url} stalled: {exc}") from exc
         delivered = logger.close(timeout=timeout)
@@ -169,6 +175,17 @@ def publish(
             f"(last error: {stats['last_error'] or 'none'})"
         )
     return stats["sent"]
+
+
+def _wait_connected(logger: EventLogger, url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not (stats := logger.stats())["connected"]:
+        if time.monotonic() >= deadline:
+            raise PublishError(
+                f"cannot reach Kafka at {url} within {timeout:g} s "
+                f"(last error: {stats['last_error'] or 'none'})"
+            )
+        time.sleep(0.02)
 
 
 def _simulation_chunks(sim: Simulation, topic: str, labels_topic: str) -> Iterator[list[_Routed]]:
