@@ -64,7 +64,7 @@ from alerting.types import AlertState, Transition
 from detectors.performance import ErrorWindow
 from detectors.window import CATEGORICAL_CHECKS, NUMERIC_CHECKS, WindowReport
 from monitor.events import Event, Reason
-from monitor.streams import ModelStream, labels_of, latency_of, scores_of
+from monitor.streams import ModelStream, latency_of
 
 NAMESPACE = "driftwatch"
 
@@ -195,31 +195,56 @@ def _quality_shares(
     return share, thr
 
 
+_PROFILE_IDS: dict[int, tuple[Any, str]] = {}
+
+
+def _profile_id(stream: ModelStream) -> str:
+    """The reference profile's id (a hash of its JSON), computed once per profile object."""
+    profile = stream.profile
+    if profile is None:
+        return ""
+    known = _PROFILE_IDS.get(id(profile))
+    if known is None or known[0] is not profile:
+        if len(_PROFILE_IDS) > 1000:
+            _PROFILE_IDS.clear()
+        known = (profile, profile.id)
+        _PROFILE_IDS[id(profile)] = known
+    return known[1]
+
+
+def _label_key(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def snapshot_window(
     stream: ModelStream, report: WindowReport, events: Sequence[Event]
 ) -> WindowSnapshot:
     """Compute the :class:`WindowSnapshot` of a closed window (numpy, no per-event metrics)."""
     det = stream.detector
     assert det is not None
+    # One pass over the window for the predictions; labels are counted raw and normalized per
+    # distinct value (as ``labels_of`` does per event).
+    preds = [e.get("prediction") for e in events]
     score = None
     if det.has_score:
-        s = scores_of(list(events))
+        s = np.array(
+            [p.get("score") if p.__class__ is dict else p for p in preds], dtype=np.float64
+        )
         s = s[np.isfinite(s)]
         if s.size:
             p5, p50, p95 = np.quantile(s, [0.05, 0.5, 0.95])
             score = (float(s.mean()), float(p5), float(p50), float(p95))
     labels: dict[str, float] = {}
     if det.has_label and stream.profile is not None and stream.profile.label is not None:
-        counts: Counter[str | None] = Counter(labels_of(list(events)))
-        known = {
-            str(c).lower() if isinstance(c, bool) else str(c)
-            for c in stream.profile.label.categories
-        }
+        raw = Counter(p.get("label") if p.__class__ is dict else None for p in preds)
+        counts: Counter[str] = Counter()
+        for k, c in raw.items():
+            if k is not None:
+                counts[_label_key(k)] += c
         total = max(len(events), 1)
-        for k in known:
+        for k in {_label_key(c) for c in stream.profile.label.categories}:
             labels[k] = counts.pop(k, 0) / total
-        other = sum(c for k, c in counts.items() if k is not None)
-        labels[OTHER_LABEL] = other / total
+        labels[OTHER_LABEL] = sum(counts.values()) / total
     latency = None
     if report.latency is not None:
         latency = (report.latency[0] / 1e3, report.latency[1] / 1e3, report.latency[2] / 1e3)
@@ -240,7 +265,7 @@ def snapshot_window(
         latency=latency,
         score=score,
         labels=labels,
-        reference_id=stream.profile.id if stream.profile is not None else "",
+        reference_id=_profile_id(stream),
         versions=dict(stream.versions),
         findings=tuple(sorted({f.kind for f in report.findings})),
         offsets=stream.offsets,
