@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
-from alerting.sinks import AlertSink, JsonlSink
+from alerting.sinks import AlertSink, FanoutSink, JsonlSink
 from monitor import __version__
 from monitor.config import ConfigError, Settings, load_settings
 
@@ -28,16 +28,35 @@ from monitor.config import ConfigError, Settings, load_settings
 def _simulate(args: argparse.Namespace) -> int:
     from monitor.simulate import generate
 
+    if not args.out and not args.to:
+        raise ConfigError("simulate: give --out FILE and/or --to kafka://HOST:PORT/TOPIC")
     try:
         sim = generate(args.scenario, args.events, args.seed, args.rate, onset=args.onset)
     except ValueError as exc:
         raise ConfigError(f"simulate: {exc}") from exc
-    truth = sim.write(args.out, args.truth)
-    print(
-        f"wrote {truth['lines']:,} lines ({truth['events']:,} predictions) of scenario "
-        f"{args.scenario} to {args.out}" + (f"; truth in {args.truth}" if args.truth else ""),
-        file=sys.stderr,
-    )
+    if args.out:
+        truth = sim.write(args.out, args.truth)
+        print(
+            f"wrote {truth['lines']:,} lines ({truth['events']:,} predictions) of scenario "
+            f"{args.scenario} to {args.out}" + (f"; truth in {args.truth}" if args.truth else ""),
+            file=sys.stderr,
+        )
+    elif args.truth:
+        import orjson
+
+        with open(args.truth, "wb") as fh:
+            fh.write(orjson.dumps(sim.truth(), option=orjson.OPT_INDENT_2) + b"\n")
+    if args.to:
+        from monitor.publish import PublishError, publish
+
+        try:
+            sent = publish(sim, args.to, args.batch)
+        except ValueError as exc:
+            raise ConfigError(f"simulate --to: {exc}") from exc
+        except PublishError as exc:
+            print(f"driftwatch: {exc}", file=sys.stderr)
+            return 1
+        print(f"published {sent:,} events to {args.to} (batch {args.batch})", file=sys.stderr)
     return 0
 
 
@@ -69,6 +88,22 @@ def _serve_until_stopped(url: str | None) -> None:
             time.sleep(3600)
 
 
+def _notifier(settings: Settings, stack: contextlib.ExitStack) -> AlertSink | None:
+    """Routes state changes to the configured receivers (None without receivers); closed,
+    i.e. flushed for up to 10 s, when ``stack`` closes."""
+    if not settings.notifications.receivers:
+        return None
+    from alerting.notify import Notifier
+    from alerting.settings import SecretError
+
+    try:
+        notifier = Notifier.from_settings(settings.notifications, settings.rule_set())
+    except (SecretError, OSError) as exc:
+        raise ConfigError(f"notifications: {exc}") from exc
+    stack.callback(notifier.close)
+    return notifier
+
+
 def _replay(args: argparse.Namespace) -> int:
     from monitor.http_server import Observability
     from monitor.pipeline import Pipeline
@@ -94,8 +129,13 @@ def _replay(args: argparse.Namespace) -> int:
             if args.alerts:
                 stream: BinaryIO = stack.enter_context(open(args.alerts, "wb"))
                 sinks.append(JsonlSink(stream))
+            notifier = _notifier(settings, stack)
+            if notifier is not None:
+                sinks.append(notifier)
             sink: AlertSink | None = (
-                obs.alert_sink(sinks) if observed else (sinks[0] if sinks else None)
+                obs.alert_sink(sinks)
+                if observed
+                else (FanoutSink(sinks) if len(sinks) > 1 else (sinks[0] if sinks else None))
             )
             try:
                 result = replay(
@@ -134,14 +174,23 @@ def _run(args: argparse.Namespace) -> int:
     from monitor.http_server import Observability
 
     settings = _observability_settings(settings, args)
+    from monitor.topics import ensure_topics
+
+    partitions = ensure_topics(settings)
+    settings = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"partitions": partitions})}
+    )
     obs = Observability(settings, references_loaded=bool(references))
     url = obs.serve()
     with contextlib.ExitStack() as stack:
         stack.callback(obs.close)
-        sinks = []
+        sinks: list[AlertSink] = []
         if args.alerts:
             stream: BinaryIO = stack.enter_context(open(args.alerts, "ab"))
             sinks.append(JsonlSink(stream))
+        notifier = _notifier(settings, stack)
+        if notifier is not None:
+            sinks.append(notifier)
         app, _ = build_app(settings, references, sinks, args.stats, obs)
         if url:
             print(f"driftwatch worker: metrics and status page on {url}/", file=sys.stderr)
@@ -230,8 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", required=True, choices=SCENARIOS)
     p.add_argument("--events", type=int, required=True, help="prediction events to generate")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="events file (JSONL)")
+    p.add_argument("--out", help="events file (JSONL)")
     p.add_argument("--truth", help="write the injected incidents here (JSON)")
+    p.add_argument("--to", help="publish to Kafka: kafka://HOST:PORT/TOPIC (labels to 'labels')")
+    p.add_argument(
+        "--batch", type=int, default=500, help="events per Kafka message (1: no envelope)"
+    )
     p.add_argument("--rate", type=float, default=100.0, help="events per second (event time)")
     p.add_argument("--onset", type=float, default=0.5, help="incident start, fraction of events")
     p.set_defaults(func=_simulate)

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from alerting.rules import DEFAULT_RULES, AlertRule, RuleSet
+from alerting.rules import RuleSet
+from alerting.settings import AlertRuleSettings, NotificationSettings, rule_set_from
 from detectors.window import DetectorSettings
 
 _DURATION = re.compile(
@@ -117,13 +118,9 @@ class FeaturesConfig(_Section):
     categorical: tuple[str, ...] = ()
 
 
-class AlertRuleConfig(_Section):
-    """``for`` / ``keep_firing_for`` (event time) and ``severity`` of one alert name."""
-
-    for_: Duration | None = Field(None, alias="for")
-    keep_firing_for: Duration | None = None
-    severity: Literal["critical", "warning", "info"] | None = None
-    summary: str | None = None
+#: One alert name's rule (``for``, ``keep_firing_for``, ``severity``, ``summary``,
+#: ``escalation``, ``runbook``); defined in :mod:`alerting.settings`.
+AlertRuleConfig = AlertRuleSettings
 
 
 class EventsConfig(_Section):
@@ -148,7 +145,7 @@ class KafkaConfig(_Section):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
-    sasl_password_env: str = "DRIFTWATCH_KAFKA_PASSWORD"
+    sasl_password_env: str = "DRIFTWATCH_KAFKA_SASL_PASSWORD"
     sasl_password_file: str | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
@@ -224,6 +221,7 @@ class Settings(_Section):
     labels: LabelsConfig = LabelsConfig()
     features: FeaturesConfig = FeaturesConfig()
     alerts: dict[str, AlertRuleConfig] = Field(default_factory=dict)
+    notifications: NotificationSettings = NotificationSettings()
     events: EventsConfig = EventsConfig()
     kafka: KafkaConfig = KafkaConfig()
     topics: TopicsConfig = TopicsConfig()
@@ -248,20 +246,7 @@ class Settings(_Section):
 
     def rule_set(self) -> RuleSet:
         """Built-in rules with this file's overrides applied."""
-        rules = dict(DEFAULT_RULES)
-        for name, over in self.alerts.items():
-            base = rules.get(name, AlertRule())
-            rules[name] = AlertRule(
-                for_seconds=base.for_seconds if over.for_ is None else over.for_,
-                keep_firing_for_seconds=(
-                    base.keep_firing_for_seconds
-                    if over.keep_firing_for is None
-                    else over.keep_firing_for
-                ),
-                severity=over.severity or base.severity,
-                summary=over.summary if over.summary is not None else base.summary,
-            )
-        return RuleSet(rules)
+        return rule_set_from(self.alerts)
 
 
 def _format_errors(source: str, exc: ValidationError) -> str:
@@ -282,9 +267,14 @@ def settings_from_mapping(data: Any, source: str = "<config>") -> Settings:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: (top level): expected a mapping of settings")
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(source, exc)) from exc
+    try:
+        settings.rule_set()
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    return settings
 
 
 def load_settings(path: str | Path | None) -> Settings:

@@ -8,6 +8,9 @@ One JSON object per event (one per line in files; one per Kafka message or a bat
 * feature: ``event_id, model, timestamp, features`` (features logged separately);
 * label: ``event_id, model, timestamp, label`` (ground truth, joined to predictions by id).
 
+Any event may carry ``trace``: the W3C ``traceparent`` (and ``tracestate``) of the request that
+produced it, as the serving-side :class:`~monitor.client.EventLogger` records it per event.
+
 ``timestamp`` is RFC 3339 (a missing offset means UTC) or epoch milliseconds; feature values are
 number, string, bool or null (NaN/Infinity tokens are accepted and counted by data quality);
 ``prediction`` is a number or an object with ``score``, ``label`` and/or ``probabilities``.
@@ -94,6 +97,7 @@ class PredictionEvent(TypedDict):
     prediction: FiniteFloat | PredictionOutput
     latency_ms: NotRequired[Annotated[float, Field(ge=0, allow_inf_nan=False)] | None]
     versions: NotRequired[dict[str, str]]
+    trace: NotRequired[dict[str, str]]
 
 
 class FeatureEvent(TypedDict):
@@ -106,6 +110,7 @@ class FeatureEvent(TypedDict):
     timestamp: datetime
     features: dict[str, WireFeatureValue]
     versions: NotRequired[dict[str, str]]
+    trace: NotRequired[dict[str, str]]
 
 
 class LabelEvent(TypedDict):
@@ -117,6 +122,7 @@ class LabelEvent(TypedDict):
     model: str
     timestamp: datetime
     label: str | bool | FiniteFloat
+    trace: NotRequired[dict[str, str]]
 
 
 KNOWN_FIELDS = {

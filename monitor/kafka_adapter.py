@@ -109,6 +109,7 @@ class KafkaAdapter:
     ) -> None:
         self.observer = observer
         self.pipeline = pipeline
+        pipeline.position_shift = INDEX_BITS
         self.table = table
         self.dead_letter = dead_letter
         self.sinks = list(sinks)

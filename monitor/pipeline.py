@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from alerting.notify import build_tracker
 from alerting.state import AlertTracker
 from alerting.types import Signal, Transition
 from detectors.performance import ErrorMonitor, ErrorWindow, LabelJoiner, Pending, error_of
@@ -113,7 +114,9 @@ class Pipeline:
         self.settings = settings or Settings()
         self.observers = list(observers)
         self.references = dict(references or {})
-        self.tracker = tracker or AlertTracker(self.settings.rule_set())
+        self.tracker = tracker or build_tracker(
+            self.settings.rule_set(), self.settings.notifications
+        )
         self.stats = PipelineStats()
         self.streams: dict[StreamKey, ModelStream] = {}
         self._by_index: list[ModelStream] = []
@@ -123,6 +126,7 @@ class Pipeline:
         self.keep_rejections = 1000
         self.checkpoints = checkpoints
         self.checkpointing = checkpointing
+        self.position_shift = 0
         self._checkpoints: dict[str, dict[str, Any]] = {}
         self._detector_settings = self.settings.detector_settings()
 
@@ -377,6 +381,9 @@ class Pipeline:
         if f.kind == "performance":
             labels.append(("metric", f.statistic))
         rule = self.tracker.rules.rule(alertname)
+        # Input positions may pack more than an offset (the Kafka adapter packs the index in
+        # an envelope below ``position_shift`` bits); people read offsets.
+        first, last = window[0] >> self.position_shift, window[1] >> self.position_shift
         profile_id = stream.profile.id if stream.profile is not None else ""
         what = {
             "feature_drift": f"Feature {f.subject} of {model} {version} drifted",
@@ -391,13 +398,13 @@ class Pipeline:
             "summary": rule.summary or what + ".",
             "description": (
                 f"{what}: {f.statistic} {_fmt(f.value)} against threshold {_fmt(f.threshold)} "
-                f"in events {window[0]}-{window[1]} (reference {profile_id})."
+                f"in events {first}-{last} (reference {profile_id})."
             ),
             "statistic": f.statistic,
             "value": _fmt(f.value),
             "threshold": _fmt(f.threshold),
             "reference_id": profile_id,
-            "window_offsets": f"{window[0]}-{window[1]}",
+            "window_offsets": f"{first}-{last}",
         }
         for k, v in f.details:
             ann[k] = _fmt(v)

@@ -93,7 +93,7 @@ def format_summary(result: ReplayResult, out: TextIO | None = None) -> str:
     text = "Replay summary\n" + _table(rows)
     if s.alerts:
         names = sorted({n for n, _ in s.alerts})
-        states = ["pending", "firing", "resolved", "transient"]
+        states = ["pending", "firing", "resolved", "transient", "flapping"]
         w = max(len(n) for n in [*names, "alert"])
         lines = [
             "",

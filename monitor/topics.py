@@ -1,0 +1,91 @@
+"""Input topics that agree with the worker's state tables, checked before the worker starts.
+
+The checkpoint table is co-partitioned with the input topics: its changelog must have as many
+partitions as they do, or Faust refuses to write it. Topics created by something else first (a
+producer with broker-side auto-creation makes one partition) would otherwise break the worker at
+its first checkpoint, so :func:`ensure_topics` runs at start-up: it creates missing topics with
+``kafka.partitions`` partitions and adopts the partition count of existing ones, which must all
+agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from monitor.config import ConfigError, Settings
+from monitor.kafka_security import sasl_password, ssl_context
+
+log = logging.getLogger("driftwatch.topics")
+
+
+def admin_config(settings: Settings) -> dict[str, Any]:
+    """kafka-python client settings (security included) from the ``kafka`` section."""
+    k = settings.kafka
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": [h.strip() for h in k.bootstrap_servers.split(",") if h.strip()],
+        "client_id": f"{k.group_id}-admin",
+        "security_protocol": k.security_protocol,
+        "request_timeout_ms": 15_000,
+    }
+    ctx = ssl_context(k)
+    if ctx is not None:
+        cfg["ssl_context"] = ctx
+    password = sasl_password(k)
+    if password is not None:
+        cfg["sasl_mechanism"] = k.sasl_mechanism
+        cfg["sasl_plain_username"] = k.sasl_username or ""
+        cfg["sasl_plain_password"] = password.value
+    return cfg
+
+
+def ensure_topics(settings: Settings) -> int:
+    """Create missing input topics; return the partition count the worker must use."""
+    t = settings.topics
+    inputs = [t.predictions, t.features, t.labels]
+    try:
+        admin = KafkaAdminClient(**admin_config(settings))
+    except KafkaError as exc:
+        raise ConfigError(
+            f"kafka.bootstrap_servers: cannot reach Kafka at {settings.kafka.bootstrap_servers}: "
+            f"{exc}"
+        ) from exc
+    try:
+        existing = _partitions(admin, [*inputs, t.dead_letter])
+        counts = {name: existing[name] for name in inputs if name in existing}
+        if len(set(counts.values())) > 1:
+            raise ConfigError(
+                "topics: the input topics must have the same number of partitions, found "
+                + ", ".join(f"{n}={c}" for n, c in counts.items())
+            )
+        partitions = next(iter(counts.values()), settings.kafka.partitions)
+        if partitions != settings.kafka.partitions:
+            log.warning(
+                "input topics have %d partitions; using that instead of kafka.partitions=%d",
+                partitions,
+                settings.kafka.partitions,
+            )
+        missing = [
+            NewTopic(name, partitions if name in inputs else 1, 1)
+            for name in [*inputs, t.dead_letter]
+            if name not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
+                admin.create_topics(missing)
+            log.info("created topics %s", ", ".join(m.name for m in missing))
+        return partitions
+    finally:
+        admin.close()
+
+
+def _partitions(admin: Any, names: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for desc in admin.describe_topics(names):
+        if desc.get("error_code", 0) == 0 and desc.get("partitions"):
+            out[desc.get("name") or desc["topic"]] = len(desc["partitions"])
+    return out
