@@ -8,47 +8,24 @@ typo never silently falls back to a default. Durations are seconds or strings su
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerting.rules import RuleSet
-from alerting.settings import AlertRuleSettings, NotificationSettings, rule_set_from
-from detectors.window import DetectorSettings
-
-_DURATION = re.compile(
-    r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$"
+from alerting.settings import (
+    AlertRuleSettings,
+    Duration,
+    NotificationSettings,
+    rule_set_from,
 )
+from detectors.window import DetectorSettings
 
 
 class ConfigError(ValueError):
     """A configuration problem, with the file and field in the message."""
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string like ``90s``, ``5m``, ``1h30m``.
-
-    >>> parse_duration("1h30m"), parse_duration(45), parse_duration("2.5s")
-    (5400.0, 45.0, 2.5)
-    """
-    if isinstance(value, bool):
-        raise ValueError("a duration must be a number of seconds or a string like 90s, 5m, 1h")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m and any(m.groups()):
-            h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-            return h * 3600 + mi * 60 + s
-    raise ValueError(f"invalid duration {value!r}: use seconds or a string like 90s, 5m, 1h")
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Section(BaseModel):

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from alerting.settings import parse_duration
 from monitor.cli import main
-from monitor.config import ConfigError, Settings, load_settings, parse_duration
+from monitor.config import ConfigError, Settings, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:
