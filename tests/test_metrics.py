@@ -274,3 +274,45 @@ def test_grafana_dashboard_queries_only_exposed_metrics(replayed: Replayed) -> N
     assert used and used <= exposed, used - exposed
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"model", "version", "feature"} <= variables
+
+
+def test_label_join_and_accuracy_per_window() -> None:
+    settings = settings_from_mapping(
+        {**SETTINGS, "labels": {"window": 200, "warmup": 500}, "metrics": {"enabled": False}}
+    )
+    obs = Observability(settings, position_shift=0)
+    pipeline = Pipeline(settings, observers=obs.observers)
+    obs.attach(pipeline)
+    lines = list(generate("accuracy-drop", 6000, 2).lines())
+    for k in range(0, len(lines), 1000):
+        pipeline.process_lines(lines[k : k + 1000], k)
+    get = obs.registry.get_sample_value
+    labels = get("driftwatch_events_accepted_total", {"kind": "label"})
+    joined = get("driftwatch_label_joins_total", {"outcome": "joined"})
+    unmatched = get("driftwatch_label_joins_total", {"outcome": "unmatched"})
+    assert labels and joined and joined + (unmatched or 0) == labels
+    mv = {"model": "fraud", "model_version": "v1"}
+    error = get("driftwatch_model_error", {**mv, "metric": "error_rate"})
+    accuracy = get("driftwatch_model_accuracy_ratio", mv)
+    assert error is not None and accuracy == pytest.approx(1 - error)
+    assert get("driftwatch_labels_pending") == len(pipeline.joiner)
+
+
+def test_notifier_delivery_counters_are_registered_beside() -> None:
+    from alerting.notify import Notifier
+    from alerting.rules import RuleSet
+    from alerting.settings import NotificationSettings
+
+    ns = NotificationSettings.model_validate({"receivers": [{"name": "log", "log": {}}]})
+    notifier = Notifier.from_settings(ns, RuleSet())
+    try:
+        obs = Observability(settings_from_mapping({}))
+        obs.attach(Pipeline(), sinks=[notifier])
+        assert (
+            obs.registry.get_sample_value(
+                "driftwatch_notifications_sent_total", {"receiver": "log"}
+            )
+            == 0
+        )
+    finally:
+        notifier.close()

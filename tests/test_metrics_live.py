@@ -174,6 +174,11 @@ def test_readyz_healthz_and_a_live_scrape_that_passes_promtool(live: Live) -> No
     assert out.stdout.strip() == b"" and out.stderr.strip() == b""  # no lint at all
     text = body.decode()
     assert 'driftwatch_build_info{revision="' in text
+    # Three input topics of two partitions, all assigned; everything consumed: no lag (the
+    # worker refreshes lag once a second).
+    assert "driftwatch_kafka_assigned_partitions 6.0" in text
+    lag = wait_until(lambda: _lag(live), 30, "zero lag on six partitions")
+    assert f'partition="0",topic="{live.topics.predictions}"' in "".join(lag)
     assert f'driftwatch_events_accepted_total{{kind="prediction"}} {EVENTS}.0' in text
     # OpenMetrics on request, with exemplars holding the producers' trace ids.
     status, ctype, body = http_get(
@@ -186,6 +191,12 @@ def test_readyz_healthz_and_a_live_scrape_that_passes_promtool(live: Live) -> No
         if line.startswith("driftwatch_prediction_latency_seconds_bucket") and "trace_id" in line
     }
     assert exemplar_ids and exemplar_ids <= live.traces
+
+
+def _lag(live: Live) -> list[str] | None:
+    text = http_get(live.metrics_url + "/metrics")[2].decode()
+    lag = [x for x in text.splitlines() if x.startswith("driftwatch_kafka_consumer_lag_messages{")]
+    return lag if len(lag) == 6 and all(x.endswith(" 0.0") for x in lag) else None
 
 
 @dataclass
