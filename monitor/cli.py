@@ -116,7 +116,6 @@ def _replay(args: argparse.Namespace) -> int:
     observed = args.serve or settings.tracing.enabled
     obs = Observability(settings, references_loaded=bool(references), position_shift=0)
     pipeline = Pipeline(settings, references, observers=obs.observers if observed else ())
-    obs.attach(pipeline)
     done = False
     url = (
         obs.serve(ready=lambda: (done, "replay finished" if done else "replaying"))
@@ -132,6 +131,7 @@ def _replay(args: argparse.Namespace) -> int:
             notifier = _notifier(settings, stack)
             if notifier is not None:
                 sinks.append(notifier)
+            obs.attach(pipeline, sinks=sinks)
             sink: AlertSink | None = (
                 obs.alert_sink(sinks)
                 if observed

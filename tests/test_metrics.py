@@ -3,12 +3,14 @@ and the HTTP server's paths and content negotiation."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 import prometheus_client
@@ -261,7 +263,6 @@ def test_a_taken_port_does_not_stop_monitoring() -> None:
 def test_grafana_dashboard_queries_only_exposed_metrics(replayed: Replayed) -> None:
     import json
     import re
-    from pathlib import Path
 
     path = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "driftwatch.json"
     dashboard = json.loads(path.read_text())
@@ -316,3 +317,45 @@ def test_notifier_delivery_counters_are_registered_beside() -> None:
         )
     finally:
         notifier.close()
+
+
+def test_replay_serve_keeps_serving_after_the_replay(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.kafka_broker import free_ports
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(generate("abrupt-shift", N, 5, onset=0.4).lines()) + b"\n")
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        "window: {size: 500}\nreference: {warmup_events: 2000}\n"
+        "alerts: {FeatureDrift: {for: 10s}}\n"
+    )
+    (port,) = free_ports(1)
+    cmd = [sys.executable, "-m", "monitor.cli", "replay", str(events), "--config", str(config)]
+    cmd += ["--serve", "--metrics-listen", f"127.0.0.1:{port}", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        status, body = 0, b""
+        while time.monotonic() < deadline and status != 200:
+            assert proc.poll() is None, proc.communicate()
+            with contextlib.suppress(OSError):
+                status, _, body = fetch(url + "/readyz")
+            time.sleep(0.3)
+        assert status == 200 and b"replay finished" in body
+        doc = orjson.loads(fetch(url + "/api/status")[2])
+        assert [a["alertname"] for a in doc["active_alerts"]] == ["FeatureDrift"]
+        assert doc["streams"][0]["features"]
+        _, _, text = fetch(url + "/metrics")
+        assert b'driftwatch_events_accepted_total{kind="prediction"} 8000.0' in text
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert b"Replay summary" in out
