@@ -50,9 +50,10 @@ from alerting.router import default_runbook_base
 from alerting.types import Transition
 from monitor import __version__
 from monitor.config import Settings
-from monitor.metrics import ConsumerPosition, MonitorMetrics, TraceRef
+from monitor.metrics import ConsumerPosition, MonitorMetrics, TraceRef, parse_traceparent
 from monitor.status_page import StatusHistory, render_page
 from monitor.tracing import (
+    HEADERS_GETTER,
     Batch,
     KafkaTracing,
     SpanCounts,
@@ -316,18 +317,22 @@ class Observability:
 
     def begin(self, msg: Any, events: Sequence[Any], size: int) -> None:
         """A message is about to be processed: start its span, note its trace for exemplars."""
-        header: SpanContext | None = context_from_headers(getattr(msg, "headers", None))
-        ref = (
-            TraceRef(format(header.trace_id, "032x"), format(header.span_id, "016x"))
-            if header is not None
-            else None
-        )
-        self.metrics.batch_trace = ref
+        headers = getattr(msg, "headers", None)
         batch = None
-        if self.tracing is not None:
+        if self.tracing is None:  # only the ids, for exemplars: a regex, not the propagator
+            values = HEADERS_GETTER.get(headers, "traceparent")
+            ref = parse_traceparent(values[0]) if values else None
+        else:
+            header: SpanContext | None = context_from_headers(headers)
+            ref = (
+                TraceRef(format(header.trace_id, "032x"), format(header.span_id, "016x"))
+                if header is not None
+                else None
+            )
             batch = self.tracing.begin(
                 msg.topic, msg.partition, msg.offset, msg.key, header, events, size
             )
+        self.metrics.batch_trace = ref
         self._current = _Message(
             msg.topic, msg.partition, msg.offset, time.perf_counter(), ref, batch
         )
