@@ -3,6 +3,7 @@ scale-out and crash recovery."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,22 +126,29 @@ def test_two_workers_share_partitions_and_raise_one_alert(
     a = Worker(cfg, tmp_path, "a").start()
     b = Worker(cfg, tmp_path, "b").start()
     workers += [a, b]
+    # Both consuming (stats are written once the app runs) before anything is produced, so the
+    # group has settled; a later rebalance would still be correct, only slower.
+    a.wait_for(lambda s: "messages" in s)
+    b.wait_for(lambda s: "messages" in s)
     produce(kafka_broker.bootstrap, topics.predictions, msgs)
-    total = 0
-    for _ in range(240):
-        sa, sb = a.status(), b.status()
-        total = sa.get("accepted", 0) + sb.get("accepted", 0)
-        if total >= produced:
-            break
-        import time
 
+    def counts() -> dict[str, int]:
+        # A model version that moved between workers continues from its checkpoint on the new
+        # owner, so its current count is the larger of the two.
+        out: dict[str, int] = {}
+        for w in (a, b):
+            for k, v in w.status().get("events_by_stream", {}).items():
+                out[k] = max(out.get(k, 0), v)
+        return out
+
+    deadline = time.monotonic() + 300
+    while sum(counts().values()) < produced and time.monotonic() < deadline:
         time.sleep(0.5)
-    sa, sb = a.status(), b.status()
-    streams = {**sa.get("events_by_stream", {}), **sb.get("events_by_stream", {})}
-    assert set(streams) == {f"{m}/v1" for m in models}
+    streams = counts()
+    assert streams == {f"{m}/v1": 16_000 for m in models}  # each exactly once
     assert sum(streams.values()) == produced
+    sa, sb = a.status(), b.status()
     assert sa.get("accepted", 0) > 0 and sb.get("accepted", 0) > 0  # both did work
-    assert not set(sa["events_by_stream"]) & set(sb["events_by_stream"])
     firing = [r for w in (a, b) for r in w.alerts_records() if r["state"] == "firing"]
     assert [(r["labels"]["model"], r["labels"]["feature"]) for r in firing] == [
         ("m-c", "credit_score")
