@@ -123,6 +123,42 @@ def statistic(
     raise ValueError(f"unknown statistic {name!r}; expected one of {', '.join(STATISTICS)}")
 
 
+def all_statistics(
+    window: np.ndarray, reference: np.ndarray, mask: Mask = None
+) -> dict[str, np.ndarray]:
+    """Every statistic of :data:`STATISTICS` at once, sharing the proportions (the window
+    detector's hot path; equal to calling each function).
+
+    >>> w, r = np.array([[90, 10]]), np.array([[50, 50]])
+    >>> {k: round(float(v[0]), 6) for k, v in all_statistics(w, r).items()} == {
+    ...     k: round(float(statistic(k, w, r)[0]), 6) for k in STATISTICS}
+    True
+    """
+    q = proportions(window, mask)
+    p = proportions(reference, mask)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log(q / p)
+        psi_v = np.where(p > 0, (q - p) * ratio, 0.0).sum(axis=-1)
+    m = 0.5 * (p + q)
+    js_v = 0.5 * (_xlogy_ratio(q, m) + _xlogy_ratio(p, m)).sum(axis=-1)
+    w = window.astype(np.float64)
+    r = reference.astype(np.float64)
+    if mask is not None:
+        w = np.where(mask, w, 0.0)
+        r = np.where(mask, r, 0.0)
+    wn = w.sum(axis=-1, keepdims=True)
+    rn = np.maximum(r.sum(axis=-1, keepdims=True), 1.0)
+    ks_v = np.abs(np.cumsum(w / np.maximum(wn, 1.0), axis=-1) - np.cumsum(r / rn, axis=-1))
+    expected = np.maximum(wn * p, 1e-12)
+    chi2_v = np.where(p > 0, (w - expected) ** 2 / expected, 0.0).sum(axis=-1)
+    return {
+        "psi": np.asarray(psi_v),
+        "js": np.asarray(js_v),
+        "ks": np.asarray(ks_v.max(axis=-1)),
+        "chi2": np.asarray(chi2_v),
+    }
+
+
 def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Histogram each row of ``values`` (features x n) on its row of inner ``edges``.
 
@@ -134,9 +170,13 @@ def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """
     f, bins_minus_1 = edges.shape
     bins = bins_minus_1 + 1
-    idx = np.empty(values.shape, dtype=np.int64)
-    for j in range(f):
-        idx[j] = np.searchsorted(edges[j], values[j], side="right")
+    # With a handful of edges, counting the edges each value reaches (one vectorized comparison
+    # per edge over all rows) is cheaper than a binary search per row.
+    idx = np.zeros(values.shape, dtype=np.int64)
+    reached = np.empty(values.shape, dtype=bool)
+    for k in range(bins_minus_1):
+        np.greater_equal(values, edges[:, k : k + 1], out=reached)
+        idx += reached
     idx += (np.arange(f, dtype=np.int64) * bins)[:, None]
     idx[~np.isfinite(values)] = f * bins
     counts = np.bincount(idx.ravel(), minlength=f * bins + 1)

@@ -208,6 +208,10 @@ class WindowDetector:
         self.indexes = [p.index() for p in cat_profiles]
         self.unseen_codes = [len(p.categories) + 1 for p in cat_profiles]
 
+        self._num_mask = self._num_ref > 0
+        self._cat_mask = self._cat_ref > 0
+        self._m_all = np.maximum(np.concatenate([self._num_m, self._cat_m]).astype(np.float64), 1.0)
+        self._ncal_all = np.concatenate([self._num_ncal, self._cat_ncal])
         self._thr = self._calibrate(rng)
         self._quality_thr = self._calibrate_counts()
         self._ph: list[PageHinkleyLatch] = []
@@ -322,9 +326,7 @@ class WindowDetector:
     # -- evaluation --------------------------------------------------------------------------
 
     def _scaled(self, stat: str, usable: np.ndarray) -> np.ndarray:
-        m = np.concatenate([self._num_m, self._cat_m]).astype(np.float64)
-        ncal = np.concatenate([self._num_ncal, self._cat_ncal])
-        m = np.maximum(m, 1.0)
+        m, ncal = self._m_all, self._ncal_all
         neff = np.maximum(usable.astype(np.float64), 1.0)
         if stat == "chi2":
             factor = (1.0 + neff / m) / (1.0 + ncal / m)
@@ -371,13 +373,10 @@ class WindowDetector:
 
         drift: dict[str, np.ndarray] = {}
         threshold: dict[str, np.ndarray] = {}
+        num_stats = distances.all_statistics(num_counts, self._num_ref, self._num_mask)
+        cat_stats = distances.all_statistics(cat_counts, self._cat_ref, self._cat_mask)
         for s in distances.STATISTICS:
-            drift[s] = np.concatenate(
-                [
-                    distances.statistic(s, num_counts, self._num_ref, self._num_ref > 0),
-                    distances.statistic(s, cat_counts, self._cat_ref, self._cat_ref > 0),
-                ]
-            )
+            drift[s] = np.concatenate([num_stats[s], cat_stats[s]])
             threshold[s] = self._scaled(s, usable)
 
         # Sign test around the reference median, per numeric row, for the change detectors.
@@ -467,22 +466,23 @@ class WindowDetector:
     def _quality_findings(self, report: WindowReport) -> None:
         feature_rows = [r for r in range(len(self.rows)) if r not in self._prediction_rows]
         n = report.n
+        rows = np.array(feature_rows, dtype=np.int64)
         for check in CHECKS:
             counts = report.quality[check]
             thr = self._quality_thr[check]
-            for r in feature_rows:
-                if counts[r] >= thr[r]:
-                    report.findings.append(
-                        Finding(
-                            kind="data_quality",
-                            subject=self.rows[r],
-                            check=check,
-                            statistic=f"{check}_rate",
-                            value=float(counts[r]) / n,
-                            threshold=float(thr[r]) / n,
-                            details=(("count", float(counts[r])),),
-                        )
+            for ri in rows[counts[rows] >= thr[rows]]:
+                r = int(ri)
+                report.findings.append(
+                    Finding(
+                        kind="data_quality",
+                        subject=self.rows[r],
+                        check=check,
+                        statistic=f"{check}_rate",
+                        value=float(counts[r]) / n,
+                        threshold=float(thr[r]) / n,
+                        details=(("count", float(counts[r])),),
                     )
+                )
         for name, count in report.unexpected.items():
             if count >= self.unexpected_threshold:
                 report.findings.append(

@@ -66,6 +66,42 @@ def latency_of(events: list[Any]) -> np.ndarray:
     return np.array([e.get("latency_ms") for e in events], dtype=np.float64)
 
 
+WindowInputs = tuple[Columns, np.ndarray | None, np.ndarray | None, np.ndarray | None]
+
+
+def window_inputs(det: WindowDetector, evs: list[Any]) -> WindowInputs:
+    """Columns, scores, label codes and latencies of a window of events, as
+    :meth:`WindowDetector.evaluate` takes them (all per-event Python work of a window)."""
+    feats = [e["features"] for e in evs]
+    nf = len(det.categorical_names)
+    values = extract(feats, det.numeric_names + det.categorical_names)
+    nn = len(det.numeric_names)
+    nb = numeric_block(feats, det.numeric_names, values[:nn])
+    cb = categorical_block(
+        feats, det.categorical_names, det.indexes[:nf], det.unseen_codes[:nf], values[nn:]
+    )
+    schema = frozenset(det.numeric_names) | frozenset(det.categorical_names)
+    any_absent = bool(nb.absent.any() or cb.absent.any())
+    cols = Columns(
+        len(feats),
+        nb,
+        cb,
+        unexpected_features(feats, schema, any_absent, det.settings.max_unexpected_features),
+    )
+    scores = labels = latency = None
+    if det.has_score:
+        scores = scores_of(evs)
+    if det.has_label:
+        index = det.indexes[-1]
+        unseen = det.unseen_codes[-1]
+        labels = np.fromiter(
+            (index.get(v, unseen) for v in labels_of(evs)), dtype=np.int64, count=len(evs)
+        )
+    if det.profile.latency is not None:
+        latency = latency_of(evs)
+    return cols, scores, labels, latency
+
+
 @dataclass(slots=True)
 class ModelStream:
     """Everything driftwatch keeps for one (model, model_version).
@@ -158,33 +194,7 @@ class ModelStream:
         assert det is not None
         evs = self.pending
         self.pending = []
-        feats = [e["features"] for e in evs]
-        nf = len(det.categorical_names)
-        values = extract(feats, det.numeric_names + det.categorical_names)
-        nn = len(det.numeric_names)
-        nb = numeric_block(feats, det.numeric_names, values[:nn])
-        cb = categorical_block(
-            feats, det.categorical_names, det.indexes[:nf], det.unseen_codes[:nf], values[nn:]
-        )
-        schema = frozenset(det.numeric_names) | frozenset(det.categorical_names)
-        any_absent = bool(nb.absent.any() or cb.absent.any())
-        cols = Columns(
-            len(feats),
-            nb,
-            cb,
-            unexpected_features(feats, schema, any_absent, det.settings.max_unexpected_features),
-        )
-        scores = labels = latency = None
-        if det.has_score:
-            scores = scores_of(evs)
-        if det.has_label:
-            index = det.indexes[-1]
-            unseen = det.unseen_codes[-1]
-            labels = np.fromiter(
-                (index.get(v, unseen) for v in labels_of(evs)), dtype=np.int64, count=len(evs)
-            )
-        if det.profile.latency is not None:
-            latency = latency_of(evs)
+        cols, scores, labels, latency = window_inputs(det, evs)
         report = det.evaluate(cols, scores, labels, latency)
         self.last_time = max(epoch_seconds(e["timestamp"]) for e in evs)
         self.last_report = report

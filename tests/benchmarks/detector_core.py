@@ -26,12 +26,12 @@ from typing import Any, Protocol
 import numpy as np
 from river import drift
 
-from detectors.columns import Columns, categorical_block, numeric_block, unexpected_features
+from detectors.columns import Columns
 from detectors.window import WindowDetector
 from monitor.events import Event, Rejection, parse_event
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
-from monitor.streams import ModelStream, labels_of, latency_of, scores_of
+from monitor.streams import ModelStream, window_inputs
 from tests.benchmarks.harness import (
     BenchResult,
     Context,
@@ -61,31 +61,8 @@ Prepared = tuple[Columns, np.ndarray | None, np.ndarray | None, np.ndarray | Non
 
 
 def prepare_columns(det: WindowDetector, evs: list[Any]) -> Prepared:
-    """Columns and prediction arrays of a window, as ``ModelStream.close_window`` builds them."""
-    feats = [e["features"] for e in evs]
-    nf = len(det.categorical_names)
-    nb = numeric_block(feats, det.numeric_names)
-    cb = categorical_block(feats, det.categorical_names, det.indexes[:nf], det.unseen_codes[:nf])
-    schema = frozenset(det.numeric_names) | frozenset(det.categorical_names)
-    any_absent = bool(nb.absent.any() or cb.absent.any())
-    cols = Columns(
-        len(feats),
-        nb,
-        cb,
-        unexpected_features(feats, schema, any_absent, det.settings.max_unexpected_features),
-    )
-    scores = labels = latency = None
-    if det.has_score:
-        scores = scores_of(evs)
-    if det.has_label:
-        index = det.indexes[-1]
-        unseen = det.unseen_codes[-1]
-        labels = np.fromiter(
-            (index.get(v, unseen) for v in labels_of(evs)), dtype=np.int64, count=len(evs)
-        )
-    if det.profile.latency is not None:
-        latency = latency_of(evs)
-    return cols, scores, labels, latency
+    """Columns and prediction arrays of a window, exactly as ``ModelStream.close_window``."""
+    return window_inputs(det, evs)
 
 
 def _parse(lines: list[bytes]) -> list[Event]:
