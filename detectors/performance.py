@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from river.drift.binary import DDM
@@ -28,8 +28,7 @@ from detectors.window import Finding
 Predicted = str | float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Pending:
+class Pending(NamedTuple):
     """What is remembered of a prediction until its label arrives."""
 
     stream: int

@@ -142,8 +142,7 @@ class ModelStream:
         """Record that input at ``position`` of ``source`` changed this stream's state."""
         if source not in self.unsaved_from:
             self.unsaved_from[source] = position
-        if position > self.seen.get(source, -1):
-            self.seen[source] = position
+        self.seen[source] = position  # positions only grow within a source
 
     def saved(self) -> None:
         """Everything noted so far is in the checkpoint being written."""
