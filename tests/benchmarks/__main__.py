@@ -11,13 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import detector_core, memory, replay_e2e
+from tests.benchmarks import detector_core, kafka_e2e, memory, replay_e2e
 from tests.benchmarks.harness import BenchResult, Context, log, system_info, table, write_json
 
 BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
     "detector_core": detector_core.run,
     "replay_e2e": replay_e2e.run,
     "memory": memory.run,
+    "kafka_e2e": kafka_e2e.run,
 }
 
 NOISE_NOTE = (
