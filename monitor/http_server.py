@@ -368,8 +368,11 @@ class Observability:
 
     async def poll_consumer(self, consumer: Any, topics: Iterable[str], recovering: bool) -> None:
         """Assigned input partitions and their lag, from a Faust consumer (about once a
-        second, on the worker's loop). Lag is ``highwater - (last processed offset + 1)``; for
-        a partition with nothing processed yet, ``highwater - fetch position``."""
+        second, on the worker's loop). Lag is ``highwater - (last processed offset + 1)``; before
+        this worker processed a message of a partition, Faust's last read offset stands in for
+        it, and before anything was read the lag is the highwater (an upper bound). Only
+        synchronous reads of the consumer's state: nothing here waits on the consumer thread,
+        which a rebalance may hold."""
         self.heartbeat = time.monotonic()
         self.recovering = recovering
         wanted = set(topics)
@@ -378,15 +381,18 @@ class Observability:
             assignment = [tp for tp in consumer.assignment() if tp.topic in wanted]
         except Exception:  # the consumer is not started yet
             assignment = []
+        read_offsets = getattr(consumer, "_read_offset", None) or {}
         for tp in sorted(assignment):
             try:
                 high = consumer.highwater(tp)
-                last = self.last_offsets.get((tp.topic, tp.partition))
-                nxt = last + 1 if last is not None else await consumer.position(tp)
-            except Exception:
+            except Exception:  # not fetched from yet
                 continue
-            if high is None or nxt is None:
+            if high is None:
                 continue
+            last = self.last_offsets.get((tp.topic, tp.partition))
+            if last is None:  # Faust's last read offset, else an upper bound
+                last = read_offsets.get(tp)
+            nxt = last + 1 if last is not None else 0
             positions.append(ConsumerPosition(tp.topic, tp.partition, max(0, high - nxt)))
         self.assigned = len(assignment)
         self.metrics.set_consumer(len(assignment), positions)
