@@ -105,6 +105,9 @@ def build_app(
         producer_max_request_size=max(k.max_message_bytes, 1 << 20),
         consumer_max_fetch_size=max(k.max_message_bytes, 1 << 20),
         broker_commit_every=1000,
+        # Messages stay unacknowledged until their window is checkpointed; re-delivery after a
+        # rebalance is idempotent, so a rebalance or shutdown must not wait for them.
+        stream_wait_empty=False,
         broker_commit_interval=1.0,
         loghandlers=[],
     )
