@@ -66,8 +66,14 @@ class Columns:
     unexpected: dict[str, int] = field(default_factory=dict)
 
 
-def _count_absent(dicts: Sequence[FeatureDict], name: str) -> int:
-    return sum(1 for d in dicts if name not in d)
+def _missing(
+    dicts: Sequence[FeatureDict], name: str, vals: list[FeatureValue], types: set[type]
+) -> tuple[int, int]:
+    """(None values, of which absent keys) of one column; drops NoneType from ``types``."""
+    if _NONE not in types:
+        return 0, 0
+    types.discard(_NONE)
+    return vals.count(None), sum(1 for d in dicts if name not in d)
 
 
 def extract(dicts: Sequence[FeatureDict], names: Sequence[str]) -> list[list[FeatureValue]]:
@@ -115,13 +121,8 @@ def numeric_block(
     for j, name in enumerate(names):
         vals = cols[j]
         types = set(map(type, vals))
-        nones = 0
-        if _NONE in types:
-            nones = vals.count(None)
-            a = _count_absent(dicts, name)
-            absent[j] = a
-            null[j] = nones - a
-            types.discard(_NONE)
+        nones, absent[j] = _missing(dicts, name, vals, types)
+        null[j] = nones - absent[j]
         if not types <= _NUMBER_TYPES:
             before = nones
             vals = [v if type(v) is float or type(v) is int else None for v in vals]
@@ -162,12 +163,8 @@ def categorical_block(
     for j, name in enumerate(names):
         vals = cols[j]
         types = set(map(type, vals))
-        if _NONE in types:
-            nones = vals.count(None)
-            a = _count_absent(dicts, name)
-            absent[j] = a
-            null[j] = nones - a
-            types.discard(_NONE)
+        nones, absent[j] = _missing(dicts, name, vals, types)
+        null[j] = nones - absent[j]
         index = indexes[j]
         unseen = unseen_codes[j]
         if types <= {str} or types <= {bool}:

@@ -45,6 +45,8 @@ LOG_FILE="$AM_DATA_DIR/alertmanager.log"
 STORAGE="$AM_DATA_DIR/data"
 
 log() { printf 'alertmanager: %s\n' "$*" >&2; }
+# shellcheck source=deploy/lib/process.sh
+. "$SCRIPT_DIR/../lib/process.sh"
 die() {
     log "error: $*"
     exit 1
@@ -146,23 +148,8 @@ cmd_stop() {
         log "not running (data dir $AM_DATA_DIR)"
         return 0
     fi
-    log "stopping pid $pid ..."
     # SIGTERM: Alertmanager writes its notification log and silences to disk before exiting.
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + AM_STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            log "still alive after ${AM_STOP_TIMEOUT} s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.1
-    done
-    local i
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    stop_pid "$pid" "$AM_STOP_TIMEOUT"
     rm -f "$PID_FILE"
     log "stopped"
 }

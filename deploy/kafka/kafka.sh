@@ -59,6 +59,8 @@ LOG_DIRS="$KAFKA_DATA_DIR/data"
 READY_PATTERN='Kafka Server started'
 
 log() { printf 'kafka: %s\n' "$*" >&2; }
+# shellcheck source=deploy/lib/process.sh
+. "$SCRIPT_DIR/../lib/process.sh"
 die() {
     log "error: $*"
     exit 1
@@ -266,23 +268,7 @@ cmd_stop() {
         log "not running (data dir $KAFKA_DATA_DIR)"
         return 0
     fi
-    log "stopping pid $pid ..."
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            log "still alive after ${KAFKA_STOP_TIMEOUT} s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.2
-    done
-    # Wait for the process to be gone after a SIGKILL (bounded).
-    local i
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    stop_pid "$pid" "$KAFKA_STOP_TIMEOUT"
     rm -f "$PID_FILE"
     log "stopped"
 }
