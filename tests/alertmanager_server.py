@@ -189,7 +189,7 @@ class Alertmanager:
 def run_alertmanager(data_dir: Path, webhook: WebhookReceiver) -> Iterator[Alertmanager]:
     """Start Alertmanager (see the module docstring) in ``data_dir``; stop it by PID after."""
     if not AM_BIN.exists() or shutil.which("amtool") is None:
-        pytest.skip("needs the Debian package prometheus-alertmanager")
+        pytest.fail("needs the Debian package prometheus-alertmanager")
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "alertmanager.yml"
     config.write_text(yaml.safe_dump(derived_config(webhook.url)), encoding="utf-8")

@@ -206,6 +206,6 @@ def test_amtool_check_config_passes(path: Path) -> None:
             check=False,
         )
     except FileNotFoundError:
-        pytest.skip("amtool not installed (Debian package prometheus-alertmanager)")
+        pytest.fail("amtool not installed (Debian package prometheus-alertmanager)")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout

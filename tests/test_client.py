@@ -501,7 +501,8 @@ def test_unencodable_event_counts_failed_and_does_not_raise(kafka: FakeKafka) ->
 
 
 def test_numpy_values_are_encoded(kafka: FakeKafka) -> None:
-    np = pytest.importorskip("numpy")
+    import numpy as np
+
     logger = make_logger(kafka)
     logger.log_prediction({"a": np.float32(1.5), "b": np.int64(3)}, np.float64(0.25))
     assert logger.close(timeout=5)

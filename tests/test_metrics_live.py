@@ -159,7 +159,7 @@ def live(kafka_broker: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) ->
 def test_readyz_healthz_and_a_live_scrape_that_passes_promtool(live: Live) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool missing: apt-get install prometheus")
+        pytest.fail("promtool missing: apt-get install prometheus")
     ready = wait_until(
         lambda: http_get(live.metrics_url + "/readyz")[0] == 200, 30, "/readyz to answer 200"
     )
@@ -209,7 +209,7 @@ class Prom:
 def prometheus(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.skip("prometheus missing: apt-get install prometheus")
+        pytest.fail("prometheus missing: apt-get install prometheus")
     d = tmp_path_factory.mktemp("prometheus")
     rules = REPO / "deploy" / "prometheus"
     target = live.metrics_url.removeprefix("http://")
@@ -424,7 +424,7 @@ return {
 def test_status_page_in_headless_chromium(live: Live, tmp_path: Path) -> None:
     chromedriver = shutil.which("chromedriver")
     if chromedriver is None or shutil.which("chromium") is None:
-        pytest.skip("chromium missing: apt-get install chromium chromium-driver")
+        pytest.fail("chromium missing: apt-get install chromium chromium-driver")
     (port,) = free_ports(1)
     log = open(tmp_path / "chromedriver.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -99,7 +98,6 @@ label_sets = st.fixed_dictionaries(
 )
 
 
-@pytest.mark.skipif(shutil.which("amtool") is None, reason="needs amtool")
 @settings(max_examples=25, deadline=None)
 @given(labels=label_sets)
 def test_same_receivers_as_amtool(labels: dict[str, str], tmp_path_factory: Any) -> None:
