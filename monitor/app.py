@@ -22,6 +22,7 @@ import faust
 from alerting.sinks import AlertSink
 from detectors.profile import ReferenceProfile
 from monitor.config import Settings
+from monitor.gctune import fewer_collections
 from monitor.http_server import Observability
 from monitor.kafka_adapter import KafkaAdapter
 from monitor.kafka_security import sasl_password, ssl_context
@@ -183,4 +184,5 @@ def run_worker(app: faust.App, loglevel: str = "warning") -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # no terminal escape codes in logs
-    worker.execute_from_commandline()
+    with fewer_collections():
+        worker.execute_from_commandline()

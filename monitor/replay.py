@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from alerting.sinks import AlertSink
+from monitor.gctune import fewer_collections
 from monitor.pipeline import Pipeline, PipelineStats
 from monitor.references import iter_lines
 
@@ -57,13 +58,14 @@ def replay(
     start = time.perf_counter()
     offset = 0
     try:
-        for lines in iter_lines(path):
-            out = pipeline.process_lines(lines, offset)
-            offset += len(lines)
-            if sink is not None and out:
-                sink.send(out)
-            if bar is not None:
-                bar.update(sum(map(len, lines)))
+        with fewer_collections():
+            for lines in iter_lines(path):
+                out = pipeline.process_lines(lines, offset)
+                offset += len(lines)
+                if sink is not None and out:
+                    sink.send(out)
+                if bar is not None:
+                    bar.update(sum(map(len, lines)))
     finally:
         if bar is not None:
             bar.close()
