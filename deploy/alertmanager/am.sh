@@ -47,15 +47,6 @@ STORAGE="$AM_DATA_DIR/data"
 log() { printf 'alertmanager: %s\n' "$*" >&2; }
 # shellcheck source=deploy/lib/process.sh
 . "$SCRIPT_DIR/../lib/process.sh"
-die() {
-    log "error: $*"
-    exit 1
-}
-
-is_port() { [[ "$1" =~ ^[0-9]+$ ]] && ((10#$1 > 0 && 10#$1 < 65536)); }
-
-# True when something accepts TCP connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # True when Alertmanager on 127.0.0.1:$1 answers GET /-/ready with 200.
 ready() {

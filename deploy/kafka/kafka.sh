@@ -61,15 +61,6 @@ READY_PATTERN='Kafka Server started'
 log() { printf 'kafka: %s\n' "$*" >&2; }
 # shellcheck source=deploy/lib/process.sh
 . "$SCRIPT_DIR/../lib/process.sh"
-die() {
-    log "error: $*"
-    exit 1
-}
-
-is_port() { [[ "$1" =~ ^[0-9]+$ ]] && ((10#$1 > 0 && 10#$1 < 65536)); }
-
-# True when something accepts TCP connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # PID from the pid file if that process is alive and is a Kafka broker, else nothing.
 running_pid() {

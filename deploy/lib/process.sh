@@ -1,6 +1,17 @@
 # shellcheck shell=bash
 # Shared by deploy/kafka/kafka.sh and deploy/alertmanager/am.sh (sourced; needs a `log` function).
 
+die() {
+    log "error: $*"
+    exit 1
+}
+
+is_port() { [[ "$1" =~ ^[0-9]+$ ]] && ((10#$1 > 0 && 10#$1 < 65536)); }
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+
 # stop_pid PID TIMEOUT: SIGTERM, wait up to TIMEOUT seconds, then SIGKILL, and wait (bounded)
 # until the process is gone.
 stop_pid() {
