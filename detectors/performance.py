@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
-from itertools import islice
+from itertools import islice, repeat
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -54,7 +54,9 @@ class LabelJoiner:
             raise ValueError("max_entries must be >= 1")
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
-        self._pending: dict[str, Pending] = {}
+        # Plain (stream, predicted, timestamp) tuples: a NamedTuple per entry would cost a
+        # Python-level call for each prediction of the stream.
+        self._pending: dict[str, tuple[int, Predicted, Any]] = {}
         self.joined = 0
         self.unmatched = 0
         self.expired = 0
@@ -81,12 +83,11 @@ class LabelJoiner:
         ids: Iterable[str],
         stream: int,
         predicted: Iterable[Predicted],
-        timestamps: Iterable[float],
+        timestamps: Iterable[Any],
     ) -> None:
-        """Remember a batch of predictions of one stream."""
-        self._pending.update(
-            (i, Pending(stream, p, t)) for i, p, t in zip(ids, predicted, timestamps, strict=True)
-        )
+        """Remember a batch of predictions of one stream (``ids``, ``predicted`` and
+        ``timestamps`` of equal length; the entries are built by C-level ``zip``)."""
+        self._pending.update(zip(ids, zip(repeat(stream), predicted, timestamps), strict=True))
         over = len(self._pending) - self.max_entries
         if over > 0:
             self.evicted += over
@@ -98,9 +99,9 @@ class LabelJoiner:
         found = self._pending.pop(event_id, None)
         if found is None:
             self.unmatched += 1
-        else:
-            self.joined += 1
-        return found
+            return None
+        self.joined += 1
+        return Pending._make(found)
 
     def expire(self, now: float) -> None:
         """Drop predictions older than ``now - ttl_seconds`` (oldest first, stops at a fresh one).
@@ -111,8 +112,8 @@ class LabelJoiner:
         """
         limit = now - self.ttl_seconds
         stale = []
-        for key, p in self._pending.items():
-            ts = p.timestamp if isinstance(p.timestamp, float | int) else _epoch(p.timestamp)
+        for key, (_, _, t) in self._pending.items():
+            ts = t if isinstance(t, float | int) else _epoch(t)
             if ts >= limit:
                 break
             stale.append(key)
@@ -122,7 +123,7 @@ class LabelJoiner:
 
     def snapshot(self) -> list[tuple[str, int, Predicted, float]]:
         """The pending predictions, oldest first, as JSON-friendly tuples."""
-        return [(k, p.stream, p.predicted, p.timestamp) for k, p in self._pending.items()]
+        return [(k, *p) for k, p in self._pending.items()]
 
 
 def _epoch(ts: Any) -> float:

@@ -27,6 +27,7 @@ from pydantic_core import from_json
 from alerting.sinks import AlertSink
 from alerting.types import Transition
 from monitor.events import Event, Reason, Rejection, parse_message
+from monitor.fastdecode import decode_message
 from monitor.pipeline import Pipeline
 
 INDEX_BITS = 16
@@ -128,6 +129,12 @@ class KafkaAdapter:
         lines = self.pipeline.stats.lines
         source = self.source(msg)
         raw = value or b""
+        fast = decode_message(raw) if len(raw) <= self.max_bytes else None
+        base = msg.offset << INDEX_BITS
+        if fast is not None and len(fast) <= MAX_ENVELOPE:
+            span = range(base, base + len(fast))
+            self._observed(msg, source, fast, span, ack, len(raw), lines, True)
+            return
         parsed = parse_message(raw, self.max_bytes)
         if isinstance(parsed, Rejection):
             self.pipeline.reject(parsed)
@@ -140,7 +147,6 @@ class KafkaAdapter:
             self.pipeline.reject(rej)
             await self._dead_letter(msg, raw, rej, None)
             parsed = []
-        base = msg.offset << INDEX_BITS
         events: list[Event | Rejection] = []
         positions: list[int] = []
         for i, item in enumerate(parsed):
@@ -151,30 +157,47 @@ class KafkaAdapter:
                 continue
             events.append(item)
             positions.append(base | i)
+        self._observed(msg, source, events, positions, ack, len(raw), lines, False)
+
+    def _observed(
+        self,
+        msg: Message,
+        source: str,
+        events: Sequence[Event | Rejection],
+        positions: Sequence[int],
+        ack: Callable[[], Any],
+        size: int,
+        lines: int,
+        predictions: bool,
+    ) -> None:
+        """Process the parsed events, telling the observer (``lines``: the pipeline's line
+        count before this message, so rejections counted for it are reported too)."""
         observer = self.observer
         if observer is None:
-            self._process(msg, source, events, positions, ack)
+            self._process(msg, source, events, positions, ack, predictions)
             return
-        observer.begin(msg, events, len(raw))
+        observer.begin(msg, events, size)
         error: BaseException | None = None
         try:
-            self._process(msg, source, events, positions, ack)
+            self._process(msg, source, events, positions, ack, predictions)
         except BaseException as exc:
             error = exc
             raise
         finally:
-            rejected = self.pipeline.stats.lines - lines - len(events)
-            observer.end(len(events), rejected, error)
+            observer.end(len(events), self.pipeline.stats.lines - lines - len(events), error)
 
     def _process(
         self,
         msg: Message,
         source: str,
-        events: list[Event | Rejection],
-        positions: list[int],
+        events: Sequence[Event | Rejection],
+        positions: Sequence[int],
         ack: Callable[[], Any],
+        predictions: bool,
     ) -> None:
-        transitions = self.pipeline.process_events(events, positions, source) if events else []
+        transitions = (
+            self.pipeline.process_events(events, positions, source, predictions) if events else []
+        )
         for group, state in self.pipeline.take_checkpoints().items():
             self.table[group] = state
             self.stats.checkpoints += 1

@@ -10,9 +10,11 @@ the caller (``replay``, the Faust agent) delivers them. Every input line is acco
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 
 from alerting.notify import build_tracker
@@ -23,15 +25,24 @@ from detectors.profile import ReferenceProfile
 from detectors.window import Finding, WindowReport
 from monitor.config import Settings
 from monitor.events import (
+    KNOWN_FIELDS,
     Event,
     LabelEvent,
+    PredictionEvent,
     Rejection,
     epoch_seconds,
     event_kind,
     parse_event,
     unknown_fields,
 )
-from monitor.streams import FEATURE_STREAM_VERSION, ModelStream, StreamKey, predicted_of
+from monitor.fastdecode import decode_predictions
+from monitor.streams import (
+    FEATURE_STREAM_VERSION,
+    ModelStream,
+    StreamKey,
+    predicted_many,
+    predicted_of,
+)
 
 ALERT_NAMES = {
     "feature_drift": "FeatureDrift",
@@ -40,6 +51,17 @@ ALERT_NAMES = {
     "latency": "LatencyRegression",
     "performance": "PerformanceDegradation",
 }
+
+_STREAM_KEY = itemgetter("model", "model_version")
+_EVENT_ID = itemgetter("event_id")
+_PREDICTION = itemgetter("prediction")
+_TIMESTAMP = itemgetter("timestamp")
+_OFFSET = attrgetter("offset")
+
+
+def _is_prediction(ev: object) -> bool:
+    """Whether a parse result is a prediction event (not a rejection, feature or label)."""
+    return type(ev) is dict and "prediction" in ev and ev.get("type", "prediction") == "prediction"
 
 
 @dataclass(slots=True)
@@ -135,28 +157,135 @@ class Pipeline:
     def process_lines(
         self, lines: Sequence[bytes], first_offset: int = 0, source: str = ""
     ) -> list[Transition]:
-        """Process consecutive input lines; ``first_offset`` is the offset of ``lines[0]``."""
-        out: list[Transition] = []
+        """Process consecutive input lines; ``first_offset`` is the offset of ``lines[0]``.
+
+        Lines are decoded by :mod:`monitor.fastdecode` first; the few it leaves to pydantic
+        (anything but a plain prediction) are validated one by one with their reason.
+        """
         max_bytes = self.settings.events.max_bytes
-        for i, raw in enumerate(lines):
-            result = parse_event(raw, first_offset + i, max_bytes)
-            if isinstance(result, Rejection):
-                self.reject(result)
-            else:
-                self.process_event(result, first_offset + i, out, source)
-        return out
+        fast = decode_predictions(lines)
+        positions = range(first_offset, first_offset + len(lines))
+        if None not in fast:
+            return self.process_events(fast, positions, source, predictions=True)  # type: ignore[arg-type]
+        events = [
+            ev if ev is not None else parse_event(raw, pos, max_bytes)
+            for ev, raw, pos in zip(fast, lines, positions, strict=True)
+        ]
+        return self.process_events(events, positions, source)
 
     def process_events(
-        self, events: Iterable[Event | Rejection], positions: Iterable[int], source: str = ""
+        self,
+        events: Sequence[Event | Rejection],
+        positions: Sequence[int],
+        source: str = "",
+        predictions: bool = False,
     ) -> list[Transition]:
-        """Process already-parsed events (or rejections) at their input positions."""
+        """Process already-parsed events (or rejections) at their input positions.
+
+        Positions increase within a source. Runs of consecutive predictions take the batch
+        path (:meth:`_predictions`); ``predictions=True`` promises that every event is a
+        prediction without unknown fields (what :mod:`monitor.fastdecode` returns).
+        """
         out: list[Transition] = []
-        for ev, pos in zip(events, positions, strict=True):
+        if predictions:
+            if events:
+                self._predictions(events, positions, source, out, checked=True)  # type: ignore[arg-type]
+            return out
+        run = 0  # start of the current run of predictions
+        for k, ev in enumerate(events):
+            if _is_prediction(ev):
+                continue
+            if run < k:
+                self._predictions(events[run:k], positions[run:k], source, out)  # type: ignore[arg-type]
+            run = k + 1
             if isinstance(ev, Rejection):
                 self.reject(ev)
             else:
-                self.process_event(ev, pos, out, source)
+                self.process_event(ev, positions[k], out, source)
+        if run < len(events):
+            self._predictions(events[run:], positions[run:], source, out)  # type: ignore[arg-type]
         return out
+
+    def _predictions(
+        self,
+        events: Sequence[PredictionEvent],
+        positions: Sequence[int],
+        source: str,
+        out: list[Transition],
+        checked: bool = False,
+    ) -> None:
+        """Process a run of prediction events: what :meth:`process_event` does to each, with
+        the per-event work done by C-level calls on the whole run, stream by stream."""
+        n = len(events)
+        stats = self.stats
+        stats.lines += n
+        stats.accepted += n
+        stats.events["prediction"] += n
+        if not checked:
+            known = KNOWN_FIELDS["prediction"]
+            extra = sum(1 for e in events if len(e) > 6 and not known.issuperset(e))
+            if extra:
+                stats.warnings["unknown_field"] += extra
+        keys = list(map(_STREAM_KEY, events))
+        first = keys[0]
+        if keys.count(first) == n:
+            self._stream_predictions(first, events, positions, source, out)
+            return
+        groups: dict[StreamKey, list[int]] = {}
+        for k, key in enumerate(keys):
+            groups.setdefault(key, []).append(k)
+        mark = len(out)
+        for key, idx in groups.items():
+            self._stream_predictions(
+                key, [events[k] for k in idx], [positions[k] for k in idx], source, out
+            )
+        # Streams are processed one after the other; report their changes in input order.
+        out[mark:] = sorted(out[mark:], key=_OFFSET)
+
+    def _stream_predictions(
+        self,
+        key: StreamKey,
+        events: Sequence[PredictionEvent],
+        positions: Sequence[int],
+        source: str,
+        out: list[Transition],
+    ) -> None:
+        stream = self.streams.get(key)
+        if stream is None:
+            stream = self._new_stream(key)
+        applied = stream.applied.get(source, -1)
+        if positions[0] <= applied:
+            skip = bisect_right(positions, applied)
+            self.stats.duplicates += skip
+            events = events[skip:]
+            positions = positions[skip:]
+        n = len(events)
+        i = 0
+        joiner = self.joiner
+        while i < n:
+            pending = stream.pending
+            if not pending:
+                stream.offsets = (positions[i], positions[i])
+            j = min(n, i + stream.capacity - len(pending))
+            take = events[i:j]
+            stream.events += j - i
+            stream.note(source, positions[i])
+            stream.note(source, positions[j - 1])
+            joiner.add_many(
+                map(_EVENT_ID, take),
+                stream.index,
+                predicted_many(list(map(_PREDICTION, take))),
+                map(_TIMESTAMP, take),
+            )
+            for ev in reversed(take):
+                versions = ev.get("versions")
+                if versions:
+                    stream.versions = versions
+                    break
+            pending.extend(take)
+            i = j
+            if len(pending) >= stream.capacity:
+                self._window_full(stream, positions[j - 1], out)
 
     def safe_position(self, source: str) -> int | None:
         """Input of ``source`` before this position is fully reflected in checkpoints (or had
@@ -280,19 +409,23 @@ class Pipeline:
             stream.offsets = (offset, offset)
         pending.append(event)  # type: ignore[arg-type]
         if len(pending) >= stream.capacity:
-            stream.offsets = (stream.offsets[0], offset)
-            if stream.detector is None:
-                stream.learn_profile()
-                self._checkpoint(stream)
-            else:
-                window = stream.pending
-                report = stream.close_window()
-                stats.windows += 1
-                for observer in self.observers:
-                    observer.window_closed(stream, report, window)
-                self._decide(stream, report, offset, out)
-                self.joiner.trim(stream.last_time)
-                self._checkpoint(stream)
+            self._window_full(stream, offset, out)
+
+    def _window_full(self, stream: ModelStream, offset: int, out: list[Transition]) -> None:
+        """``stream`` collected what it needs (warm-up or a window), the last at ``offset``."""
+        stream.offsets = (stream.offsets[0], offset)
+        if stream.detector is None:
+            stream.learn_profile()
+            self._checkpoint(stream)
+            return
+        window = stream.pending
+        report = stream.close_window()
+        self.stats.windows += 1
+        for observer in self.observers:
+            observer.window_closed(stream, report, window)
+        self._decide(stream, report, offset, out)
+        self.joiner.trim(stream.last_time)
+        self._checkpoint(stream)
 
     def _new_stream(self, key: StreamKey) -> ModelStream:
         cfg = self.settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -36,11 +37,47 @@ def predicted_of(prediction: Any) -> str | float | None:
     return float(prediction)
 
 
+def predicted_many(predictions: list[Any]) -> list[str | float | None]:
+    """:func:`predicted_of` of each prediction; a bare number or a string label each is picked
+    out by C-level calls, anything else goes through :func:`predicted_of`.
+
+    >>> predicted_many([{"label": "a", "score": 0.1}]), predicted_many([0.5, 1.0])
+    (['a'], [0.5, 1.0])
+    """
+    types = set(map(type, predictions))
+    if types == {float}:
+        return predictions
+    if types == {dict}:
+        try:
+            labels = list(map(_LABEL, predictions))
+        except KeyError:
+            pass
+        else:
+            if set(map(type, labels)) == {str}:
+                return labels
+    return list(map(predicted_of, predictions))
+
+
+_LABEL = itemgetter("label")
+_PREDICTION = itemgetter("prediction")
+_SCORE = itemgetter("score")
+_LATENCY = itemgetter("latency_ms")
+_TIMESTAMP = itemgetter("timestamp")
+
+
 def scores_of(events: list[Any]) -> np.ndarray:
     """Prediction scores as float64 (NaN where an event has none)."""
+    predictions = list(map(_PREDICTION, events))
+    types = set(map(type, predictions))
+    if types == {float}:
+        return np.array(predictions, dtype=np.float64)
+    if types == {dict}:
+        try:
+            return np.array(list(map(_SCORE, predictions)), dtype=np.float64)
+        except KeyError:
+            pass
     out = []
-    for e in events:
-        p = e.get("prediction")
+    for p in predictions:
         if isinstance(p, dict):
             s = p.get("score")
             out.append(s if s is not None else None)
@@ -51,9 +88,17 @@ def scores_of(events: list[Any]) -> np.ndarray:
 
 def labels_of(events: list[Any]) -> list[str | None]:
     """Predicted labels as strings (None where an event has none)."""
+    predictions = list(map(_PREDICTION, events))
+    if set(map(type, predictions)) == {dict}:
+        try:
+            labels = list(map(_LABEL, predictions))
+        except KeyError:
+            pass
+        else:
+            if set(map(type, labels)) == {str}:
+                return labels
     out: list[str | None] = []
-    for e in events:
-        p = e.get("prediction")
+    for p in predictions:
         label = p.get("label") if isinstance(p, dict) else None
         out.append(
             None if label is None else str(label).lower() if isinstance(label, bool) else str(label)
@@ -63,7 +108,18 @@ def labels_of(events: list[Any]) -> list[str | None]:
 
 def latency_of(events: list[Any]) -> np.ndarray:
     """Latency in milliseconds as float64 (NaN where not logged)."""
-    return np.array([e.get("latency_ms") for e in events], dtype=np.float64)
+    try:
+        return np.array(list(map(_LATENCY, events)), dtype=np.float64)
+    except KeyError:
+        return np.array([e.get("latency_ms") for e in events], dtype=np.float64)
+
+
+def last_time(events: list[Any]) -> float:
+    """The latest event time of ``events`` in epoch seconds (naive timestamps are UTC)."""
+    try:
+        return epoch_seconds(max(map(_TIMESTAMP, events)))
+    except TypeError:  # naive and aware datetimes do not compare
+        return max(epoch_seconds(e["timestamp"]) for e in events)
 
 
 WindowInputs = tuple[Columns, np.ndarray | None, np.ndarray | None, np.ndarray | None]
@@ -195,7 +251,7 @@ class ModelStream:
         self.pending = []
         cols, scores, labels, latency = window_inputs(det, evs)
         report = det.evaluate(cols, scores, labels, latency)
-        self.last_time = max(epoch_seconds(e["timestamp"]) for e in evs)
+        self.last_time = last_time(evs)
         self.last_report = report
         self.windows += 1
         return report

@@ -1,0 +1,266 @@
+"""The msgspec hot path agrees with the pydantic schema, and the batch path with the per-event one.
+
+``monitor.fastdecode`` may refuse what pydantic accepts (pydantic then decides), but whatever it
+accepts must come out exactly as pydantic's result. ``Pipeline.process_lines`` (fast decoding,
+runs of predictions processed stream by stream) must decide exactly what validating and
+processing each line on its own decides.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from alerting.types import Transition
+from monitor.events import Rejection, parse_event, parse_message
+from monitor.fastdecode import decode_message, decode_prediction
+from monitor.pipeline import Pipeline
+from monitor.simulate import generate
+
+BASE: dict[str, Any] = {
+    "event_id": "e-1",
+    "model": "fraud",
+    "model_version": "v1",
+    "timestamp": "2026-01-01T00:00:00.000Z",
+    "features": {"amount": 12.3, "country": "DE", "age": None},
+    "prediction": {"score": 0.82, "label": "fraud"},
+    "latency_ms": 12.5,
+    "versions": {"code": "3f2a1c9"},
+}
+
+
+def _same(fast: Any, slow: Any) -> bool:
+    """Equal values of equal types (a bool is not 1.0); datetimes with the same offset, equal
+    to the microsecond."""
+    if isinstance(fast, dict):
+        return (
+            isinstance(slow, dict)
+            and fast.keys() == slow.keys()
+            and all(_same(fast[k], slow[k]) for k in fast)
+        )
+    if isinstance(fast, datetime):
+        # Digits below the microsecond are rounded by msgspec and cut by pydantic.
+        return (
+            isinstance(slow, datetime)
+            and abs(fast - slow) <= timedelta(microseconds=1)
+            and fast.utcoffset() == slow.utcoffset()
+            and (fast.tzinfo is None) == (slow.tzinfo is None)
+        )
+    return type(fast) is type(slow) and fast == slow
+
+
+def assert_agrees(raw: bytes) -> bool:
+    """If the fast decoder accepts ``raw``, pydantic accepts it with the same event."""
+    fast = decode_prediction(raw)
+    if fast is None:
+        return False
+    slow = parse_event(raw)
+    assert not isinstance(slow, Rejection), (raw, slow)
+    assert _same(dict(fast), dict(slow)), (raw, fast, slow)
+    return True
+
+
+def test_plain_prediction_is_taken_by_the_fast_path() -> None:
+    assert assert_agrees(orjson.dumps(BASE))
+    assert assert_agrees(orjson.dumps({**BASE, "timestamp": 1767225600123}))
+    assert assert_agrees(orjson.dumps({**BASE, "prediction": 0.25, "latency_ms": None}))
+    assert assert_agrees(orjson.dumps({**BASE, "type": "prediction", "trace": {"a": "b"}}))
+
+
+def test_what_only_pydantic_may_decide_is_left_to_it() -> None:
+    left = {
+        "unknown top-level field": orjson.dumps({**BASE, "host": "a"}),
+        "unknown prediction field": orjson.dumps({**BASE, "prediction": {"score": 0.1, "x": 1}}),
+        "NaN token": json.dumps({**BASE, "features": {"a": float("nan")}}).encode(),
+        "beyond float range": orjson.dumps(BASE).replace(b"12.3", b"1e400"),
+        "float timestamp": orjson.dumps({**BASE, "timestamp": 1767225600.5}),
+        "label event": b'{"event_id": "e", "model": "m", "timestamp": 0, "label": 1}',
+        "feature event": b'{"event_id": "e", "model": "m", "timestamp": 0, "features": {}}',
+        "negative latency": orjson.dumps({**BASE, "latency_ms": -1}),
+        "list feature": orjson.dumps({**BASE, "features": {"a": [1]}}),
+        "malformed": b'{"event_id": ',
+        "not UTF-8": orjson.dumps(BASE).replace(b"DE", b"\xff\xfe"),
+    }
+    for name, raw in left.items():
+        assert decode_prediction(raw) is None, name
+
+
+def test_feature_values_keep_their_kind() -> None:
+    raw = orjson.dumps({**BASE, "features": {"b": True, "i": 3, "s": "1.5", "n": None}})
+    ev = decode_prediction(raw)
+    assert ev is not None
+    assert ev["features"] == {"b": True, "i": 3.0, "s": "1.5", "n": None}
+    assert type(ev["features"]["b"]) is bool and type(ev["features"]["i"]) is float
+    assert assert_agrees(raw)
+
+
+def test_envelopes_agree_with_parse_message() -> None:
+    one = orjson.dumps(BASE)
+    raw = b'{"events": [' + one + b"," + one + b"]}"
+    fast = decode_message(raw)
+    slow = parse_message(raw)
+    assert fast is not None and isinstance(slow, list)
+    assert [_same(dict(a), dict(b)) for a, b in zip(fast, slow, strict=True)] == [True, True]
+    assert decode_message(b'{"events": [' + one + b', {"event_id": 1}]}') is None
+    assert decode_message(b'{"events": [], "extra": 1}') is None
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
+)
+timestamps = st.one_of(
+    st.integers(min_value=-(2**40), max_value=2**45),
+    st.floats(min_value=0, max_value=2e12),
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)).map(
+        lambda d: d.isoformat()
+    ),
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)).map(
+        lambda d: d.isoformat(timespec="milliseconds") + "Z"
+    ),
+    st.sampled_from(
+        [
+            "2026-01-01T00:00:00+05:30",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01t00:00:00z",
+            "2026-01-01",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "1767225600000",
+            "2026-01-01T00:00:00.1234567Z",
+        ]
+    ),
+)
+outputs = st.one_of(
+    scalars,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "score": scalars,
+            "label": scalars,
+            "probabilities": st.dictionaries(st.text(max_size=3), scalars, max_size=3),
+        },
+    ),
+)
+
+
+def mostly(valid: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``valid`` three times in four, else ``other``: most generated events are predictions
+    the fast path takes, the rest probe its edges."""
+    return st.integers(0, 3).flatmap(lambda k: valid if k else other)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "event_id": draw(mostly(st.text(max_size=5), scalars)),
+        "model": "m",
+        "model_version": draw(mostly(st.just("v1"), scalars)),
+        "timestamp": draw(timestamps),
+        "features": draw(st.dictionaries(st.text(max_size=4), scalars, max_size=6)),
+        "prediction": draw(
+            mostly(st.fixed_dictionaries({"score": st.floats(0, 1), "label": st.text()}), outputs)
+        ),
+    }
+    optional = {
+        "latency_ms": mostly(st.floats(0, 1e4), scalars),
+        "versions": mostly(
+            st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+            st.dictionaries(st.text(max_size=3), scalars, max_size=2),
+        ),
+        "trace": st.dictionaries(st.sampled_from(["traceparent", "tracestate"]), st.text()),
+        "type": mostly(st.just("prediction"), st.sampled_from(["label", "other", 1])),
+    }
+    for name, strategy in optional.items():
+        if draw(st.booleans()):
+            ev[name] = draw(strategy)
+    return ev
+
+
+@settings(max_examples=600, deadline=None)
+@given(events())
+def test_fast_path_accepts_nothing_pydantic_would_not_and_decodes_the_same(
+    ev: dict[str, Any],
+) -> None:
+    accepted = assert_agrees(json.dumps(ev).encode())
+    event(f"fast path: {'taken' if accepted else 'left to pydantic'}")
+
+
+# -- the batch path ------------------------------------------------------------------------------
+
+
+def _two_models(lines: list[bytes]) -> list[bytes]:
+    """Interleave a second model version (every third line) and sprinkle bad input."""
+    out = []
+    for i, raw in enumerate(lines):
+        if i % 3 == 0:
+            raw = raw.replace(b'"model_version":"v1"', b'"model_version":"v2"')
+        if i % 997 == 0:
+            out.append(b'{"broken": ')
+        if i % 1499 == 0:
+            out.append(raw.replace(b'"model":', b'"extra_field":1,"model":'))
+            continue
+        out.append(raw)
+    return out
+
+
+def _key(t: Transition) -> tuple[object, ...]:
+    return (t.alertname, tuple(sorted(t.labels.items())), t.state.value, t.offset)
+
+
+def test_batch_path_decides_what_the_per_event_path_decides(tmp_path: Path) -> None:
+    path = tmp_path / "ev.jsonl"
+    generate("abrupt-shift", 24_000, 5).write(path)
+    lines = _two_models(path.read_bytes().splitlines())
+
+    batch = Pipeline()
+    got: list[Transition] = []
+    for k in range(0, len(lines), 777):
+        got += batch.process_lines(lines[k : k + 777], k)
+
+    single = Pipeline()
+    want: list[Transition] = []
+    for i, raw in enumerate(lines):
+        result = parse_event(raw, i)
+        if isinstance(result, Rejection):
+            single.reject(result)
+        else:
+            single.process_event(result, i, want)
+
+    assert want, "the scenario must raise alerts for the comparison to mean something"
+    assert sorted(map(_key, got)) == sorted(map(_key, want))
+    assert [t.offset for t in got] == sorted(t.offset for t in got)
+    for name in ("lines", "accepted", "rejected", "warnings", "events", "windows", "alerts"):
+        assert getattr(batch.stats, name) == getattr(single.stats, name), name
+    assert batch.stats.warnings["unknown_field"] > 0
+    assert len(batch.joiner) == len(single.joiner)
+    for key, stream in single.streams.items():
+        other = batch.streams[key]
+        assert (other.events, other.windows, other.versions) == (
+            stream.events,
+            stream.windows,
+            stream.versions,
+        )
+        assert other.profile is not None and stream.profile is not None
+        assert other.profile.id == stream.profile.id
+
+
+def test_batch_path_skips_redelivered_input() -> None:
+    lines = [raw.rstrip(b"\n") for raw in generate("steady", 7_000, 1).lines()]
+    p = Pipeline(checkpointing=True)
+    p.process_lines(lines[:5_000], 0, "src")  # the warm-up completes: a checkpoint
+    p.take_checkpoints()
+    stream = next(iter(p.streams.values()))
+    assert stream.applied["src"] == 4_999
+    p.process_lines(lines[4_000:6_000], 4_000, "src")  # 1,000 of them again
+    assert p.stats.duplicates == 1_000
+    assert stream.events == 6_000
