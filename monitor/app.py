@@ -150,8 +150,14 @@ def build_app(
 
     @app.agent(source, name="driftwatch-monitor")
     async def monitor(stream: AsyncIterable[Any]) -> None:
-        async for event in stream.noack().events():  # type: ignore[attr-defined]
-            await adapter.handle(event.message, event.value, event.ack)
+        # Messages are buffered while Faust has more waiting, then processed in one batch.
+        channel = stream.channel  # type: ignore[attr-defined]
+        try:
+            async for event in stream.noack().events():  # type: ignore[attr-defined]
+                if adapter.add(event.message, event.value, event.ack) or channel.empty():
+                    await adapter.flush()
+        finally:
+            await adapter.flush()
 
     if observability is not None:
         obs = observability

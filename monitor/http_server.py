@@ -50,7 +50,13 @@ from alerting.router import default_runbook_base
 from alerting.types import Transition
 from monitor import __version__
 from monitor.config import Settings
-from monitor.metrics import ConsumerPosition, MonitorMetrics, TraceRef, parse_traceparent
+from monitor.metrics import (
+    ConsumerPosition,
+    MonitorMetrics,
+    TraceRef,
+    parse_traceparent,
+    probe_indices,
+)
 from monitor.status_page import StatusHistory, render_page
 from monitor.tracing import (
     HEADERS_GETTER,
@@ -335,6 +341,43 @@ class Observability:
         self.metrics.batch_trace = ref
         self._current = _Message(
             msg.topic, msg.partition, msg.offset, time.perf_counter(), ref, batch
+        )
+
+    def begin_batch(
+        self, msgs: Sequence[Any], events: Sequence[Any], positions: Sequence[int], size: int
+    ) -> None:
+        """A batch of messages of one partition is about to be processed: start its span.
+
+        The ``traceparent`` headers of at most ``tracing.max_links`` messages, spread evenly
+        over the batch, are read (for links, and without tracing for the exemplar)."""
+        first, last = msgs[0], msgs[-1]
+        ref = None
+        batch = None
+        if self.tracing is None:  # the first message's ids, for exemplars
+            values = HEADERS_GETTER.get(getattr(first, "headers", None), "traceparent")
+            ref = parse_traceparent(values[0]) if values else None
+        else:
+            headers = []
+            for i in probe_indices(len(msgs), self.tracing.max_links):
+                msg = msgs[i]
+                sc = context_from_headers(getattr(msg, "headers", None))
+                if sc is not None:
+                    headers.append((msg.offset, msg.key, sc))
+            if headers:
+                sc = headers[0][2]
+                ref = TraceRef(format(sc.trace_id, "032x"), format(sc.span_id, "016x"))
+            batch = self.tracing.begin_batch(
+                first.topic,
+                first.partition,
+                [m.offset for m in msgs],
+                headers,
+                events,
+                positions,
+                size,
+            )
+        self.metrics.batch_trace = ref
+        self._current = _Message(
+            last.topic, last.partition, last.offset, time.perf_counter(), ref, batch
         )
 
     def alerts(self, transitions: list[Transition]) -> list[Transition]:

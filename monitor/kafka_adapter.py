@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -33,6 +33,11 @@ from monitor.pipeline import Pipeline
 INDEX_BITS = 16
 MAX_ENVELOPE = (1 << INDEX_BITS) - 1
 HEADER_PREFIX = "driftwatch-"
+#: The worker's agent processes what Faust has delivered in batches of at most this many
+#: messages or bytes (sooner when no more is waiting): the per-message cost of a pipeline call,
+#: a consumer span and a timing is paid once per batch.
+BATCH_MESSAGES = 500
+BATCH_BYTES = 4 << 20
 
 
 class Message(Protocol):
@@ -57,6 +62,11 @@ class BatchObserver(Protocol):
 
     def begin(self, msg: Message, events: Sequence[Event | Rejection], size: int) -> None:
         """The message's valid events are about to be processed."""
+
+    def begin_batch(
+        self, msgs: Sequence[Message], events: Sequence[Event], positions: Sequence[int], size: int
+    ) -> None:
+        """The events of a batch of messages of one partition are about to be processed."""
 
     def alerts(self, transitions: list[Transition]) -> list[Transition]:
         """The state changes it decided, before sinks see them (may annotate them)."""
@@ -117,6 +127,8 @@ class KafkaAdapter:
         self.max_bytes = max_bytes
         self.stats = AdapterStats()
         self._unacked: dict[str, deque[tuple[int, Callable[[], Any]]]] = {}
+        self._buffer: list[tuple[Message, bytes | None, Callable[[], Any]]] = []
+        self._buffer_bytes = 0
 
     @staticmethod
     def source(msg: Message) -> str:
@@ -198,6 +210,11 @@ class KafkaAdapter:
         transitions = (
             self.pipeline.process_events(events, positions, source, predictions) if events else []
         )
+        self._deliver(transitions)
+        self._ack_safe(source, ((msg.offset, ack),))
+
+    def _deliver(self, transitions: list[Transition]) -> None:
+        """Store the checkpoints the pipeline took; send the state changes to the sinks."""
         for group, state in self.pipeline.take_checkpoints().items():
             self.table[group] = state
             self.stats.checkpoints += 1
@@ -207,15 +224,100 @@ class KafkaAdapter:
                 shifted = self.observer.alerts(shifted)
             for sink in self.sinks:
                 sink.send(shifted)
-        self._ack_safe(source, msg.offset, ack)
 
-    def _ack_safe(self, source: str, offset: int, ack: Callable[[], Any]) -> None:
+    def _ack_safe(self, source: str, acks: Iterable[tuple[int, Callable[[], Any]]]) -> None:
         queue = self._unacked.setdefault(source, deque())
-        queue.append((offset, ack))
+        queue.extend(acks)
         safe = self.pipeline.safe_position(source)
         while queue and (safe is None or (queue[0][0] + 1) << INDEX_BITS <= safe):
             queue.popleft()[1]()
             self.stats.acked += 1
+
+    # -- batches of messages (the worker's agent) ------------------------------------------------
+
+    def add(self, msg: Message, value: bytes | None, ack: Callable[[], Any]) -> bool:
+        """Buffer one message for :meth:`flush` (nothing is decoded yet); ``True`` when the
+        buffer is full (:data:`BATCH_MESSAGES` messages or :data:`BATCH_BYTES` bytes) and
+        should be flushed now."""
+        self._buffer.append((msg, value, ack))
+        if value is not None:
+            self._buffer_bytes += len(value)
+        return len(self._buffer) >= BATCH_MESSAGES or self._buffer_bytes >= BATCH_BYTES
+
+    @property
+    def buffered(self) -> int:
+        """Messages waiting for :meth:`flush`."""
+        return len(self._buffer)
+
+    async def flush(self) -> None:
+        """Process the buffered messages (:meth:`handle_many`)."""
+        if self._buffer:
+            items, self._buffer, self._buffer_bytes = self._buffer, [], 0
+            await self.handle_many(items)
+
+    async def handle_many(
+        self, items: Sequence[tuple[Message, bytes | None, Callable[[], Any]]]
+    ) -> None:
+        """Process messages as :meth:`handle` does, with the per-message work batched.
+
+        Messages are taken partition by partition, in order. Runs of messages that
+        :mod:`monitor.fastdecode` takes go to the pipeline in one call, with one consumer span
+        and one timing for the run; any other message goes through :meth:`handle` on its own
+        (validation with the reason, dead letters), in its place in the order.
+        """
+        by_source: dict[str, list[tuple[Message, bytes | None, Callable[[], Any]]]] = {}
+        for item in items:
+            by_source.setdefault(self.source(item[0]), []).append(item)
+        for source, group in by_source.items():
+            run: list[tuple[Message, Callable[[], Any]]] = []
+            events: list[Event] = []
+            positions: list[int] = []
+            size = 0
+            for msg, value, ack in group:
+                raw = value or b""
+                fast = decode_message(raw) if len(raw) <= self.max_bytes else None
+                if fast is None or len(fast) > MAX_ENVELOPE:
+                    if run:
+                        self._run(source, run, events, positions, size)
+                        run, events, positions, size = [], [], [], 0
+                    await self.handle(msg, value, ack)
+                    continue
+                run.append((msg, ack))
+                size += len(raw)
+                base = msg.offset << INDEX_BITS
+                if len(fast) == 1:
+                    events.append(fast[0])
+                    positions.append(base)
+                else:
+                    events.extend(fast)
+                    positions.extend(range(base, base + len(fast)))
+            if run:
+                self._run(source, run, events, positions, size)
+
+    def _run(
+        self,
+        source: str,
+        run: list[tuple[Message, Callable[[], Any]]],
+        events: list[Event],
+        positions: list[int],
+        size: int,
+    ) -> None:
+        """Valid predictions of consecutive messages of one partition, in one pipeline call."""
+        self.stats.messages += len(run)
+        observer = self.observer
+        if observer is not None:
+            lines = self.pipeline.stats.lines
+            observer.begin_batch([m for m, _ in run], events, positions, size)
+        error: BaseException | None = None
+        try:
+            self._deliver(self.pipeline.process_events(events, positions, source, True))
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if observer is not None:
+                observer.end(len(events), self.pipeline.stats.lines - lines - len(events), error)
+        self._ack_safe(source, ((m.offset, ack) for m, ack in run))
 
     def unacked(self) -> int:
         """Messages processed but not yet acknowledged (their windows are still open)."""

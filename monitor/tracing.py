@@ -420,6 +420,76 @@ class KafkaTracing:
         self.current = Batch(span, source, header)
         return self.current
 
+    def begin_batch(
+        self,
+        topic: str,
+        partition: int,
+        offsets: Sequence[int],
+        headers: Sequence[tuple[int, bytes | None, SpanContext]],
+        events: Sequence[Any],
+        positions: Sequence[int],
+        size: int,
+    ) -> Batch:
+        """Start the ``process <topic>`` span of a batch of messages of one partition
+        (``offsets``, in order). ``headers`` are ``(offset, key, context)`` of the messages whose
+        ``traceparent`` was read (a sample of at most ``max_links``); ``positions`` are the
+        events' input positions. Links: those headers first, then a sample of the events'
+        own contexts, each with the offset of its message."""
+        source = f"{topic}/{partition}"
+        links: list[Link] = []
+        seen: set[tuple[int, int]] = set()
+        memory = self._headers.setdefault(source, deque(maxlen=HEADER_MEMORY))
+        for offset, key, header in headers:
+            memory.append((offset, header))
+            if len(links) >= self.max_links or (header.trace_id, header.span_id) in seen:
+                continue
+            attrs: dict[str, Any] = {
+                "messaging.kafka.offset": offset,
+                "messaging.destination.partition.id": str(partition),
+                "messaging.destination.name": topic,
+            }
+            if key is not None:
+                attrs["messaging.kafka.message.key"] = _text(key)
+            links.append(Link(header, attrs))
+            seen.add((header.trace_id, header.span_id))
+        probes = probe_indices(len(events), self.max_links)
+        mask = (1 << self.position_shift) - 1
+        for i in probes:
+            if len(links) >= self.max_links:
+                break
+            sc = context_from_event(events[i])
+            if sc is None or (sc.trace_id, sc.span_id) in seen:
+                continue
+            seen.add((sc.trace_id, sc.span_id))
+            ev_attrs: dict[str, Any] = {
+                "messaging.kafka.offset": positions[i] >> self.position_shift,
+                "driftwatch.event.index": positions[i] & mask,
+            }
+            event_id = events[i].get("event_id")
+            if isinstance(event_id, str):
+                ev_attrs["driftwatch.event.id"] = event_id
+            links.append(Link(sc, ev_attrs))
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.operation.name": "process",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topic,
+            "messaging.destination.partition.id": str(partition),
+            "messaging.kafka.offset": offsets[0],
+            "messaging.batch.message_count": len(offsets),
+            "driftwatch.batch.last_offset": offsets[-1],
+            "messaging.message.body.size": size,
+            "driftwatch.envelope.events": len(events),
+            "driftwatch.links.candidates": len(headers) + len(probes),
+        }
+        if self.group_id:
+            attributes["messaging.consumer.group.name"] = self.group_id
+        span = self.tracer.start_span(
+            f"process {topic}", kind=SpanKind.CONSUMER, links=links, attributes=attributes
+        )
+        self.current = Batch(span, source, headers[0][2] if headers else None)
+        return self.current
+
     def end(self, batch: Batch, accepted: int, rejected: int, error: BaseException | None) -> None:
         """Finish the consumer span with what the message amounted to."""
         span = batch.span

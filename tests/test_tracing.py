@@ -87,7 +87,15 @@ class Run:
         return self.exporter.get_finished_spans()
 
 
-def run_adapter(messages: Sequence[Msg], settings: dict[str, object]) -> Run:
+def run_adapter(
+    messages: Sequence[Msg],
+    settings: dict[str, object],
+    batches: int = 0,
+    acked: list[int] | None = None,
+    dead: list[bytes] | None = None,
+) -> Run:
+    """Feed ``messages`` through a real adapter: one by one (``handle``), or with
+    ``batches=k`` as the worker's agent does (``add``, then ``flush`` every ``k`` messages)."""
     cfg = settings_from_mapping(settings)
     exporter = InMemorySpanExporter()
     obs = Observability(cfg, exporter=exporter)
@@ -102,14 +110,22 @@ def run_adapter(messages: Sequence[Msg], settings: dict[str, object]) -> Run:
             pass
 
     async def dead_letter(key: bytes | None, value: bytes, headers: object) -> None:
-        pass
+        if dead is not None:
+            dead.append(value)
 
     adapter = KafkaAdapter(pipeline, {}, dead_letter, [Sink(), *obs.sinks], observer=obs)
     obs.attach(pipeline, adapter)
 
+    def ack_of(m: Msg) -> Any:
+        return (lambda: acked.append(m.offset)) if acked is not None else (lambda: None)
+
     async def feed() -> None:
-        for m in messages:
-            await adapter.handle(m, m.value, lambda: None)
+        for k, m in enumerate(messages):
+            if not batches:
+                await adapter.handle(m, m.value, ack_of(m))
+            elif adapter.add(m, m.value, ack_of(m)) or k % batches == batches - 1:
+                await adapter.flush()
+        await adapter.flush()
 
     asyncio.run(feed())
     return Run(obs, exporter, seen, sum(1 for _ in messages))
@@ -280,3 +296,42 @@ def test_an_unreachable_collector_counts_dropped_spans() -> None:
     assert counts.dropped_export_failed == 5
     assert counts.exported == 0
     assert isinstance(counts, SpanCounts)
+
+
+def _key(t: Transition) -> tuple[object, ...]:
+    return (t.alertname, tuple(sorted(t.labels.items())), t.state.value, t.offset)
+
+
+def test_batches_decide_what_single_messages_decide_with_one_span_per_run() -> None:
+    lines = list(generate("abrupt-shift", 6000, 5, onset=0.4).lines())
+    messages = make_messages(lines, 25, bad_header_every=4)
+    bad = Msg(TOPIC, 0, len(messages), b"fraud", [], b'{"events": [{"event_id": 1}]}')
+    messages.insert(len(messages) // 2, bad)
+    for k, m in enumerate(messages):
+        m.offset = k
+    single_acks: list[int] = []
+    single = run_adapter(messages, SETTINGS, acked=single_acks)
+    acks: list[int] = []
+    dead: list[bytes] = []
+    batched = run_adapter(messages, SETTINGS, batches=7, acked=acks, dead=dead)
+    try:
+        assert single.transitions, "the scenario must raise alerts for the comparison"
+        assert list(map(_key, batched.transitions)) == list(map(_key, single.transitions))
+        assert dead == [bad.value]
+        assert acks == sorted(acks) and acks == single_acks  # in order, once each
+        consumer = [s for s in batched.spans() if s.kind is SpanKind.CONSUMER]
+        # Runs of at most 7 messages, split where the bad message is handled on its own.
+        assert len(messages) / 7 <= len(consumer) <= len(messages) / 7 + 3
+        runs = [s for s in consumer if "messaging.batch.message_count" in (s.attributes or {})]
+        assert len(runs) == len(consumer) - 1
+        for span in runs:
+            a: dict[str, Any] = dict(span.attributes or {})
+            first, last = a["messaging.kafka.offset"], a["driftwatch.batch.last_offset"]
+            assert last - first + 1 == a["messaging.batch.message_count"] <= 7
+            assert a["driftwatch.events.accepted"] == 25 * a["messaging.batch.message_count"]
+            assert 0 < len(span.links) <= 32 and span.dropped_links == 0
+            offsets = [dict(x.attributes or {})["messaging.kafka.offset"] for x in span.links]
+            assert all(first <= o <= last for o in offsets)
+    finally:
+        single.obs.close()
+        batched.obs.close()
