@@ -13,18 +13,20 @@ import asyncio
 import json
 import logging
 import os
+import weakref
 from collections.abc import AsyncIterable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import faust
+from faust.streams import _current_event  # the ContextVar behind faust.current_event()
 
 from alerting.sinks import AlertSink
 from detectors.profile import ReferenceProfile
 from monitor.config import Settings
 from monitor.gctune import fewer_collections
 from monitor.http_server import Observability
-from monitor.kafka_adapter import KafkaAdapter
+from monitor.kafka_adapter import BATCH_SECONDS, KafkaAdapter
 from monitor.kafka_security import sasl_password, ssl_context
 from monitor.pipeline import Pipeline
 from monitor.streams import StreamKey
@@ -72,6 +74,12 @@ class CheckpointTable(MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.table)
+
+
+def _enter(event: Any) -> None:
+    """Make ``event`` Faust's current event, as stream iteration does, so that table writes
+    (checkpoints) made for it go to its changelog partition (``Table.partition_for_key``)."""
+    _current_event.set(weakref.ref(event))
 
 
 def _broker_url(bootstrap: str) -> list[str]:
@@ -145,18 +153,23 @@ def build_app(
     )
     all_sinks = [*sinks, *(observability.sinks if observability is not None else ())]
     adapter = KafkaAdapter(
-        pipeline, table, dead_letter, all_sinks, k.max_message_bytes, observability
+        pipeline, table, dead_letter, all_sinks, k.max_message_bytes, observability, _enter
     )
 
     @app.agent(source, name="driftwatch-monitor")
     async def monitor(stream: AsyncIterable[Any]) -> None:
-        # Messages are buffered while Faust has more waiting, then processed in one batch.
-        channel = stream.channel  # type: ignore[attr-defined]
+        # Messages are buffered and processed in batches (see KafkaAdapter.add); the timer
+        # below flushes a batch that no further message completes.
         try:
             async for event in stream.noack().events():  # type: ignore[attr-defined]
-                if adapter.add(event.message, event.value, event.ack) or channel.empty():
+                if adapter.add(event.message, event.value, event.ack, event):
                     await adapter.flush()
         finally:
+            await adapter.flush()
+
+    @app.timer(BATCH_SECONDS)  # type: ignore[untyped-decorator]
+    async def flush_batch() -> None:
+        if adapter.stale():
             await adapter.flush()
 
     if observability is not None:

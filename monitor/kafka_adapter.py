@@ -15,6 +15,7 @@ so the re-delivery rebuilds exactly the windows that were open. Positions are
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
@@ -33,11 +34,13 @@ from monitor.pipeline import Pipeline
 INDEX_BITS = 16
 MAX_ENVELOPE = (1 << INDEX_BITS) - 1
 HEADER_PREFIX = "driftwatch-"
-#: The worker's agent processes what Faust has delivered in batches of at most this many
-#: messages or bytes (sooner when no more is waiting): the per-message cost of a pipeline call,
-#: a consumer span and a timing is paid once per batch.
+#: The worker's agent processes messages in batches of at most this many messages or bytes, or
+#: what arrived within ``BATCH_SECONDS`` of the batch's first message: the per-message cost of
+#: a pipeline call, a consumer span and a timing is paid once per batch, and an alert is
+#: decided at most ``BATCH_SECONDS`` later than one message at a time would decide it.
 BATCH_MESSAGES = 500
 BATCH_BYTES = 4 << 20
+BATCH_SECONDS = 0.05
 
 
 class Message(Protocol):
@@ -76,6 +79,8 @@ class BatchObserver(Protocol):
         """Processing finished (``error`` if it raised)."""
 
 
+#: A buffered message: the message, its value, its ack, and its context for ``enter``.
+Item = tuple[Message, bytes | None, Callable[[], Any], Any]
 DeadLetter = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], Awaitable[None]]
 
 
@@ -106,7 +111,12 @@ class KafkaAdapter:
     max_bytes
         Largest message accepted; bigger ones are dead-lettered as ``too_large``.
     observer
-        Told about each message (metrics, consumer and alert spans).
+        Told about each message or batch (metrics, consumer and alert spans).
+    enter
+        Called with a buffered message's ``context`` (see :meth:`add`) before the work of the
+        messages up to it is stored. The worker passes the Faust event and makes it Faust's
+        current event, so that checkpoints go to the changelog partition of the input
+        partition they belong to, as when a message is handled while it is being iterated.
     """
 
     def __init__(
@@ -117,6 +127,7 @@ class KafkaAdapter:
         sinks: Sequence[AlertSink] = (),
         max_bytes: int = 16 << 20,
         observer: BatchObserver | None = None,
+        enter: Callable[[Any], None] | None = None,
     ) -> None:
         self.observer = observer
         self.pipeline = pipeline
@@ -127,8 +138,11 @@ class KafkaAdapter:
         self.max_bytes = max_bytes
         self.stats = AdapterStats()
         self._unacked: dict[str, deque[tuple[int, Callable[[], Any]]]] = {}
-        self._buffer: list[tuple[Message, bytes | None, Callable[[], Any]]] = []
+        self.enter = enter
+        self._buffer: list[Item] = []
         self._buffer_bytes = 0
+        self._buffer_since = 0.0
+        self._flushing = asyncio.Lock()
 
     @staticmethod
     def source(msg: Message) -> str:
@@ -235,14 +249,29 @@ class KafkaAdapter:
 
     # -- batches of messages (the worker's agent) ------------------------------------------------
 
-    def add(self, msg: Message, value: bytes | None, ack: Callable[[], Any]) -> bool:
-        """Buffer one message for :meth:`flush` (nothing is decoded yet); ``True`` when the
-        buffer is full (:data:`BATCH_MESSAGES` messages or :data:`BATCH_BYTES` bytes) and
-        should be flushed now."""
-        self._buffer.append((msg, value, ack))
+    def add(
+        self, msg: Message, value: bytes | None, ack: Callable[[], Any], context: Any = None
+    ) -> bool:
+        """Buffer one message for :meth:`flush` (nothing is decoded yet; ``context`` is given
+        to ``enter`` before its work is stored); ``True`` when the
+        batch is complete and should be flushed now: :data:`BATCH_MESSAGES` messages,
+        :data:`BATCH_BYTES` bytes, or its first message waited :data:`BATCH_SECONDS`."""
+        buffer = self._buffer
+        if not buffer:
+            self._buffer_since = time.monotonic()
+        buffer.append((msg, value, ack, context))
         if value is not None:
             self._buffer_bytes += len(value)
-        return len(self._buffer) >= BATCH_MESSAGES or self._buffer_bytes >= BATCH_BYTES
+        return (
+            len(buffer) >= BATCH_MESSAGES
+            or self._buffer_bytes >= BATCH_BYTES
+            or time.monotonic() - self._buffer_since >= BATCH_SECONDS
+        )
+
+    def stale(self) -> bool:
+        """Whether buffered messages waited :data:`BATCH_SECONDS` (the worker's timer flushes
+        them when no further message completes the batch)."""
+        return bool(self._buffer) and time.monotonic() - self._buffer_since >= BATCH_SECONDS
 
     @property
     def buffered(self) -> int:
@@ -251,13 +280,12 @@ class KafkaAdapter:
 
     async def flush(self) -> None:
         """Process the buffered messages (:meth:`handle_many`)."""
-        if self._buffer:
-            items, self._buffer, self._buffer_bytes = self._buffer, [], 0
-            await self.handle_many(items)
+        async with self._flushing:  # the agent and the timer: one batch at a time, in order
+            if self._buffer:
+                items, self._buffer, self._buffer_bytes = self._buffer, [], 0
+                await self.handle_many(items)
 
-    async def handle_many(
-        self, items: Sequence[tuple[Message, bytes | None, Callable[[], Any]]]
-    ) -> None:
+    async def handle_many(self, items: Sequence[Item]) -> None:
         """Process messages as :meth:`handle` does, with the per-message work batched.
 
         Messages are taken partition by partition, in order. Runs of messages that
@@ -265,23 +293,30 @@ class KafkaAdapter:
         and one timing for the run; any other message goes through :meth:`handle` on its own
         (validation with the reason, dead letters), in its place in the order.
         """
-        by_source: dict[str, list[tuple[Message, bytes | None, Callable[[], Any]]]] = {}
+        by_source: dict[str, list[Item]] = {}
         for item in items:
             by_source.setdefault(self.source(item[0]), []).append(item)
+        enter = self.enter
         for source, group in by_source.items():
             run: list[tuple[Message, Callable[[], Any]]] = []
             events: list[Event] = []
             positions: list[int] = []
             size = 0
-            for msg, value, ack in group:
+            context = None
+            for msg, value, ack, ctx in group:
                 raw = value or b""
                 fast = decode_message(raw) if len(raw) <= self.max_bytes else None
                 if fast is None or len(fast) > MAX_ENVELOPE:
                     if run:
+                        if enter is not None and context is not None:
+                            enter(context)
                         self._run(source, run, events, positions, size)
                         run, events, positions, size = [], [], [], 0
+                    if enter is not None and ctx is not None:
+                        enter(ctx)
                     await self.handle(msg, value, ack)
                     continue
+                context = ctx
                 run.append((msg, ack))
                 size += len(raw)
                 base = msg.offset << INDEX_BITS
@@ -292,6 +327,8 @@ class KafkaAdapter:
                     events.extend(fast)
                     positions.extend(range(base, base + len(fast)))
             if run:
+                if enter is not None and context is not None:
+                    enter(context)
                 self._run(source, run, events, positions, size)
 
     def _run(

@@ -335,3 +335,42 @@ def test_batches_decide_what_single_messages_decide_with_one_span_per_run() -> N
     finally:
         single.obs.close()
         batched.obs.close()
+
+
+def test_batched_checkpoints_are_stored_in_the_context_of_their_own_partition() -> None:
+    """The worker's ``enter`` makes a message Faust's current event before the work up to it
+    is stored: a checkpoint must be written while a message of its stream's partition is
+    current, never one of another partition in the same batch."""
+    lines = list(generate("steady", 6000, 3).lines())
+    messages = []
+    for k, raw in enumerate(lines):
+        partition = k % 2
+        if partition:
+            raw = raw.replace(b'"model":"fraud"', b'"model":"churn"')
+        messages.append(Msg(TOPIC, partition, k // 2, b"m", [], raw.rstrip(b"\n")))
+    current: list[Msg | None] = [None]
+    writes: list[tuple[str, int]] = []
+
+    class Table(dict[str, Any]):
+        def __setitem__(self, group: str, state: Any) -> None:
+            assert current[0] is not None, "checkpoint stored outside any message's context"
+            writes.append((group, current[0].partition))
+            super().__setitem__(group, state)
+
+    async def dead_letter(key: bytes | None, value: bytes, headers: object) -> None:
+        raise AssertionError("no dead letters expected")
+
+    pipeline = Pipeline(settings_from_mapping(SETTINGS), checkpointing=True)
+    adapter = KafkaAdapter(
+        pipeline, Table(), dead_letter, [], enter=lambda m: current.__setitem__(0, m)
+    )
+
+    async def feed() -> None:
+        for k, m in enumerate(messages):
+            if adapter.add(m, m.value, lambda: None, m) or k % 301 == 300:
+                await adapter.flush()
+        await adapter.flush()
+
+    asyncio.run(feed())
+    assert {g for g, _ in writes} == {"fraud/v1", "churn/v1"}
+    assert all(p == (0 if g == "fraud/v1" else 1) for g, p in writes), writes

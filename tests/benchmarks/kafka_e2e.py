@@ -20,15 +20,16 @@ Each topic is then consumed from the beginning, one consumer process at a time, 
 * a raw ``aiokafka`` loop: ``getmany`` and ``orjson.loads`` of every value (for an envelope,
   ``len(body["events"])``), without a consumer group, same fetch size as Faust;
 
-and, for the breakdown, the same message values go through ``KafkaAdapter.handle`` in this
-process without Kafka or Faust (wired as ``build_app`` wires it: checkpoint table, metrics
-observers), so "driftwatch's own work" and "what Kafka + Faust add" can be told apart.
+and, for the breakdown, the same message values go through the worker's agent code
+(``KafkaAdapter.add``, ``flush`` when the batch is full) in this process without Kafka or Faust
+(wired as ``build_app`` wires it: checkpoint table, metrics observers), so "driftwatch's own
+work" and "what Kafka + Faust add" can be told apart.
 
 Every consumer runs as ``python -c`` calling :func:`child_main`, which records
 ``time.monotonic()`` (system-wide, so comparable with the parent's spawn time) at: interpreter up,
 app built (after ensure_topics, before Faust starts), partitions assigned (Faust's
 ``on_partitions_assigned`` signal), first message processed and last message processed. In the
-worker this is a wrapper around ``KafkaAdapter.handle`` (one extra ``await`` per message) and
+worker this is a wrapper around ``KafkaAdapter.handle_many`` (one extra ``await`` per batch) and
 around ``run_worker``; nothing else is changed. The rate is events after the first processed
 message over the time from it to the last one, so process start-up, the group join / rebalance,
 table recovery and the first fetch are excluded from it and reported separately. The order of
@@ -188,12 +189,10 @@ def _worker_child(rec: _Recorder, profile: str, run_args: list[str]) -> None:
     from monitor.cli import main
     from monitor.kafka_adapter import KafkaAdapter
 
-    handle = KafkaAdapter.handle
+    handle_many = KafkaAdapter.handle_many
 
-    async def timed_handle(
-        self: KafkaAdapter, msg: Any, value: bytes | None, ack: Callable[[], Any]
-    ) -> None:
-        await handle(self, msg, value, ack)
+    async def timed_handle_many(self: KafkaAdapter, items: Any) -> None:
+        await handle_many(self, items)
         rec.seen(self.pipeline.stats.accepted)
 
     run_worker = app_module.run_worker
@@ -205,7 +204,7 @@ def _worker_child(rec: _Recorder, profile: str, run_args: list[str]) -> None:
             _install_profilers(app, rec, profile)
         run_worker(app, loglevel)
 
-    setattr(KafkaAdapter, "handle", timed_handle)  # noqa: B010 - a method, mypy refuses `=`
+    setattr(KafkaAdapter, "handle_many", timed_handle_many)  # noqa: B010 - mypy refuses `=`
     app_module.run_worker = timed_run_worker
     sys.exit(main(["run", *run_args]))
 
@@ -488,7 +487,7 @@ class _Msg:
 
 
 def _run_adapter(payload: Payload) -> RunResult:
-    """The worker's per-message code without Kafka or Faust: ``KafkaAdapter.handle`` over the
+    """The worker's agent code without Kafka or Faust: ``KafkaAdapter.add``/``flush`` over the
     same message values, wired as ``monitor.app.build_app`` wires it (checkpoint table as JSON
     in a dict, metrics observers) in this process."""
     import asyncio
@@ -520,12 +519,14 @@ def _run_adapter(payload: Payload) -> RunResult:
         pass
 
     async def feed() -> tuple[float, float, float]:
-        handle = adapter.handle
+        add = adapter.add
         start = time.perf_counter()
         cpu = time.process_time()
         main = time.thread_time()
         for offset, value in enumerate(payload.values):
-            await handle(_Msg(payload.topic, 0, offset, b"fraud"), value, ack)
+            if add(_Msg(payload.topic, 0, offset, b"fraud"), value, ack):
+                await adapter.flush()
+        await adapter.flush()
         return (
             time.perf_counter() - start,
             time.process_time() - cpu,
@@ -655,11 +656,12 @@ def _pstats_top(path: Path, units: float, unit: str, top: int) -> dict[str, Any]
 #: time (a coroutine's counts only while it runs, not while it waits).
 BREAKDOWN = (
     (
-        "driftwatch: KafkaAdapter.handle (all of driftwatch per message)",
+        "driftwatch: KafkaAdapter.handle_many (all of driftwatch, per batch)",
         "monitor/kafka_adapter.py",
-        "handle",
+        "handle_many",
     ),
-    ("  parse_message (JSON + validation)", "monitor/events.py", "parse_message"),
+    ("  decode_message (msgspec)", "monitor/fastdecode.py", "decode_message"),
+    ("  parse_message (pydantic, messages msgspec refused)", "monitor/events.py", "parse_message"),
     (
         "    pydantic_core from_json (envelope)",
         "~",
@@ -668,7 +670,7 @@ BREAKDOWN = (
     ("  Pipeline.process_events", "monitor/pipeline.py", "process_events"),
     ("    ModelStream.close_window (window statistics)", "monitor/streams.py", "close_window"),
     ("  CheckpointTable.__setitem__ (json.dumps + table)", "monitor/app.py", "__setitem__"),
-    ("  Observability.begin + end (metrics)", "monitor/http_server.py", "begin|end"),
+    ("  Observability.begin_batch + end (metrics)", "monitor/http_server.py", "begin_batch|end"),
     ("  KafkaAdapter._ack_safe", "monitor/kafka_adapter.py", "_ack_safe"),
     (
         "faust: Consumer._drain_messages (conductor, decode)",
