@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 from detectors.columns import (
     Columns,
     categorical_block,
+    dense_numeric_block,
     extract,
     numeric_block,
     unexpected_features,
@@ -63,6 +65,7 @@ _PREDICTION = itemgetter("prediction")
 _SCORE = itemgetter("score")
 _LATENCY = itemgetter("latency_ms")
 _TIMESTAMP = itemgetter("timestamp")
+_FEATURES = itemgetter("features")
 
 
 def scores_of(events: list[Any]) -> np.ndarray:
@@ -128,13 +131,18 @@ WindowInputs = tuple[Columns, np.ndarray | None, np.ndarray | None, np.ndarray |
 def window_inputs(det: WindowDetector, evs: list[Any]) -> WindowInputs:
     """Columns, scores, label codes and latencies of a window of events, as
     :meth:`WindowDetector.evaluate` takes them (all per-event Python work of a window)."""
-    feats = [e["features"] for e in evs]
+    feats = list(map(_FEATURES, evs))
     nf = len(det.categorical_names)
-    values = extract(feats, det.numeric_names + det.categorical_names)
-    nn = len(det.numeric_names)
-    nb = numeric_block(feats, det.numeric_names, values[:nn])
+    nb = dense_numeric_block(feats, det.numeric_names)
+    if nb is None:
+        values = extract(feats, det.numeric_names + det.categorical_names)
+        nn = len(det.numeric_names)
+        nb = numeric_block(feats, det.numeric_names, values[:nn])
+        categorical = values[nn:]
+    else:
+        categorical = extract(feats, det.categorical_names)
     cb = categorical_block(
-        feats, det.categorical_names, det.indexes[:nf], det.unseen_codes[:nf], values[nn:]
+        feats, det.categorical_names, det.indexes[:nf], det.unseen_codes[:nf], categorical
     )
     schema = frozenset(det.numeric_names) | frozenset(det.categorical_names)
     any_absent = bool(nb.absent.any() or cb.absent.any())
@@ -151,7 +159,7 @@ def window_inputs(det: WindowDetector, evs: list[Any]) -> WindowInputs:
         index = det.indexes[-1]
         unseen = det.unseen_codes[-1]
         labels = np.fromiter(
-            (index.get(v, unseen) for v in labels_of(evs)), dtype=np.int64, count=len(evs)
+            map(index.get, labels_of(evs), repeat(unseen)), dtype=np.int64, count=len(evs)
         )
     if det.profile.latency is not None:
         latency = latency_of(evs)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from detectors.calibration import page_hinkley_threshold
@@ -415,3 +417,26 @@ def test_discrete_reference_feature_null_windows() -> None:
         assert det.evaluate(columns_of(det, window)).findings == []
     shifted = [{"k": float(v)} for v in rng.choice(4, size=WINDOW, p=p[::-1])]
     assert keys(det.evaluate(columns_of(det, shifted)).findings) == {("feature_drift", "k", "")}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=3, max_size=3),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_dense_numeric_block_equals_the_general_one(rows: list[list[float]]) -> None:
+    from detectors.columns import dense_numeric_block
+
+    names = ["a", "b", "c"]
+    dicts: list[dict[str, float | None]] = [dict(zip(names, r, strict=True)) for r in rows]
+    dense = dense_numeric_block(dicts, names)
+    general = numeric_block(dicts, names)
+    assert dense is not None
+    np.testing.assert_array_equal(dense.values, general.values)
+    for part in ("null", "absent", "wrong_type", "nan_inf"):
+        np.testing.assert_array_equal(getattr(dense, part), getattr(general, part))
+    dicts[0] = {**dicts[0], "b": None}  # anything but a float leaves the window to the general
+    assert dense_numeric_block(dicts, names) is None
