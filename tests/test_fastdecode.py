@@ -106,7 +106,8 @@ def test_envelopes_agree_with_parse_message() -> None:
     fast = decode_message(raw)
     slow = parse_message(raw)
     assert fast is not None and isinstance(slow, list)
-    assert [_same(dict(a), dict(b)) for a, b in zip(fast, slow, strict=True)] == [True, True]
+    assert not any(isinstance(b, Rejection) for b in slow)
+    assert [_same(a, b) for a, b in zip(fast, slow, strict=True)] == [True, True]
     assert decode_message(b'{"events": [' + one + b', {"event_id": 1}]}') is None
     assert decode_message(b'{"events": [], "extra": 1}') is None
 

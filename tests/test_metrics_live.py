@@ -304,9 +304,15 @@ def test_prometheus_scrapes_the_worker_and_returns_the_drifted_feature(
     assert ids and ids <= live.traces
 
 
+def _offsets(span: ReceivedSpan) -> range:
+    """The offsets of the messages a consumer span processed (one, or a batch of them)."""
+    first = span.attributes["messaging.kafka.offset"]
+    return range(first, span.attributes.get("driftwatch.batch.last_offset", first) + 1)
+
+
 def _spans(live: Live) -> list[ReceivedSpan]:
     def done(spans: list[ReceivedSpan]) -> bool:
-        consumer = {s.attributes["messaging.kafka.offset"] for s in spans if s.kind == 5}
+        consumer = {o for s in spans if s.kind == 5 for o in _offsets(s)}
         alert = any(s.name == "alert FeatureDrift firing" for s in spans)
         return alert and len(consumer) >= EVENTS // ENVELOPE
 
@@ -334,7 +340,7 @@ def test_alert_span_leads_back_to_the_producers_traces(live: Live) -> None:
     # Links: a bounded sample of the window's events, each an original producer trace.
     assert 0 < len(alert.links) <= 16 and alert.dropped_links == 0
     assert {link.trace_id for link in alert.links} <= live.traces
-    # Parent: the CONSUMER span of the message that closed the window.
+    # Parent: the CONSUMER span of the batch of messages holding the one that closed the window.
     parent = by_id[alert.parent_span_id]
     assert parent.name == f"process {live.topics.predictions}"
     assert parent.kind == 5  # SPAN_KIND_CONSUMER
@@ -342,13 +348,17 @@ def test_alert_span_leads_back_to_the_producers_traces(live: Live) -> None:
     assert pa["messaging.system"] == "kafka"
     assert pa["messaging.operation.type"] == "process"
     assert pa["messaging.consumer.group.name"] == live.topics.group
-    assert pa["messaging.kafka.offset"] == last
+    assert last in _offsets(parent)
+    assert pa["messaging.batch.message_count"] == len(_offsets(parent))
     assert pa["messaging.destination.partition.id"] in {"0", "1"}
+    # Batches of 500-event envelopes hold fewer than tracing.max_links (32) messages, so every
+    # message's traceparent header is among the links, with its offset.
     header = traceparent(last * ENVELOPE)[3:35]
     assert header in {link.trace_id for link in parent.links}
     assert {link.trace_id for link in parent.links} <= live.traces
     consumer = [s for s in spans if s.kind == 5]
-    assert len({s.attributes["messaging.kafka.offset"] for s in consumer}) == EVENTS // ENVELOPE
+    covered = sorted(o for s in consumer for o in _offsets(s))
+    assert covered == list(range(EVENTS // ENVELOPE))  # every message in exactly one span
     # The alert as written by the worker points at this trace.
     record = next(r for r in live.worker.alerts_records() if r["state"] == "firing")
     assert record["annotations"]["trace_id"] == alert.trace_id
