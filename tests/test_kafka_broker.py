@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -62,5 +63,8 @@ def test_status_reports_running(kafka_broker: KafkaBroker) -> None:
     result = kafka_broker.run_script("status")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "kafka: running" in result.stdout
+    # The version the broker logged: the Kafka line kafka.sh was asked for (KAFKA_LINE).
+    expected = {"3": "3.9.2", "4": "4.0.2"}[os.environ.get("KAFKA_LINE", "3")]
+    assert f"running Kafka {expected} " in result.stdout, result.stdout
     assert f"(pid {kafka_broker.pid})" in result.stdout
     assert f"127.0.0.1:{kafka_broker.port}" in result.stdout
