@@ -158,8 +158,15 @@ class KafkaAdapter:
         fast = decode_message(raw) if len(raw) <= self.max_bytes else None
         base = msg.offset << INDEX_BITS
         if fast is not None and len(fast) <= MAX_ENVELOPE:
-            span = range(base, base + len(fast))
-            self._observed(msg, source, fast, span, ack, len(raw), lines, True)
+            self._observed(
+                lambda o: o.begin(msg, fast, len(raw)),
+                source,
+                fast,
+                range(base, base + len(fast)),
+                ((msg.offset, ack),),
+                lines,
+                True,
+            )
             return
         parsed = parse_message(raw, self.max_bytes)
         if isinstance(parsed, Rejection):
@@ -183,49 +190,47 @@ class KafkaAdapter:
                 continue
             events.append(item)
             positions.append(base | i)
-        self._observed(msg, source, events, positions, ack, len(raw), lines, False)
+        self._observed(
+            lambda o: o.begin(msg, events, len(raw)),
+            source,
+            events,
+            positions,
+            ((msg.offset, ack),),
+            lines,
+            False,
+        )
 
     def _observed(
         self,
-        msg: Message,
+        begin: Callable[[BatchObserver], None],
         source: str,
         events: Sequence[Event | Rejection],
         positions: Sequence[int],
-        ack: Callable[[], Any],
-        size: int,
+        acks: Iterable[tuple[int, Callable[[], Any]]],
         lines: int,
         predictions: bool,
     ) -> None:
-        """Process the parsed events, telling the observer (``lines``: the pipeline's line
-        count before this message, so rejections counted for it are reported too)."""
+        """Process parsed events, store the checkpoints, deliver the alerts and acknowledge
+        what is safe among ``acks``; the observer hears ``begin`` and the end (``lines``: the
+        pipeline's line count before these messages, so rejections counted for them are
+        reported too)."""
         observer = self.observer
-        if observer is None:
-            self._process(msg, source, events, positions, ack, predictions)
-            return
-        observer.begin(msg, events, size)
+        if observer is not None:
+            begin(observer)
         error: BaseException | None = None
         try:
-            self._process(msg, source, events, positions, ack, predictions)
+            self._deliver(
+                self.pipeline.process_events(events, positions, source, predictions)
+                if events
+                else []
+            )
         except BaseException as exc:
             error = exc
             raise
         finally:
-            observer.end(len(events), self.pipeline.stats.lines - lines - len(events), error)
-
-    def _process(
-        self,
-        msg: Message,
-        source: str,
-        events: Sequence[Event | Rejection],
-        positions: Sequence[int],
-        ack: Callable[[], Any],
-        predictions: bool,
-    ) -> None:
-        transitions = (
-            self.pipeline.process_events(events, positions, source, predictions) if events else []
-        )
-        self._deliver(transitions)
-        self._ack_safe(source, ((msg.offset, ack),))
+            if observer is not None:
+                observer.end(len(events), self.pipeline.stats.lines - lines - len(events), error)
+        self._ack_safe(source, acks)
 
     def _deliver(self, transitions: list[Transition]) -> None:
         """Store the checkpoints the pipeline took; send the state changes to the sinks."""
@@ -341,20 +346,16 @@ class KafkaAdapter:
     ) -> None:
         """Valid predictions of consecutive messages of one partition, in one pipeline call."""
         self.stats.messages += len(run)
-        observer = self.observer
-        if observer is not None:
-            lines = self.pipeline.stats.lines
-            observer.begin_batch([m for m, _ in run], events, positions, size)
-        error: BaseException | None = None
-        try:
-            self._deliver(self.pipeline.process_events(events, positions, source, True))
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if observer is not None:
-                observer.end(len(events), self.pipeline.stats.lines - lines - len(events), error)
-        self._ack_safe(source, ((m.offset, ack) for m, ack in run))
+        msgs = [m for m, _ in run]
+        self._observed(
+            lambda o: o.begin_batch(msgs, events, positions, size),
+            source,
+            events,
+            positions,
+            [(m.offset, ack) for m, ack in run],
+            self.pipeline.stats.lines,
+            True,
+        )
 
     def unacked(self) -> int:
         """Messages processed but not yet acknowledged (their windows are still open)."""

@@ -46,18 +46,22 @@ def predicted_many(predictions: list[Any]) -> list[str | float | None]:
     >>> predicted_many([{"label": "a", "score": 0.1}]), predicted_many([0.5, 1.0])
     (['a'], [0.5, 1.0])
     """
-    types = set(map(type, predictions))
-    if types == {float}:
+    if set(map(type, predictions)) == {float}:
         return predictions
-    if types == {dict}:
-        try:
-            labels = list(map(_LABEL, predictions))
-        except KeyError:
-            pass
-        else:
-            if set(map(type, labels)) == {str}:
-                return labels
-    return list(map(predicted_of, predictions))
+    labels = _string_labels(predictions)
+    return labels if labels is not None else list(map(predicted_of, predictions))
+
+
+def _string_labels(predictions: list[Any]) -> list[Any] | None:
+    """The labels when every prediction is a dict with a string ``label`` (C-level calls),
+    else ``None``."""
+    if set(map(type, predictions)) != {dict}:
+        return None
+    try:
+        labels = list(map(_LABEL, predictions))
+    except KeyError:
+        return None
+    return labels if set(map(type, labels)) == {str} else None
 
 
 _LABEL = itemgetter("label")
@@ -92,14 +96,9 @@ def scores_of(events: list[Any]) -> np.ndarray:
 def labels_of(events: list[Any]) -> list[str | None]:
     """Predicted labels as strings (None where an event has none)."""
     predictions = list(map(_PREDICTION, events))
-    if set(map(type, predictions)) == {dict}:
-        try:
-            labels = list(map(_LABEL, predictions))
-        except KeyError:
-            pass
-        else:
-            if set(map(type, labels)) == {str}:
-                return labels
+    labels = _string_labels(predictions)
+    if labels is not None:
+        return labels
     out: list[str | None] = []
     for p in predictions:
         label = p.get("label") if isinstance(p, dict) else None

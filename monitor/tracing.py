@@ -4,15 +4,18 @@
   logged with ``monitor.client.EventLogger``, in each event's own ``trace`` field. Headers are
   read with :class:`KafkaHeadersGetter`, which accepts str or bytes keys and values, repeated
   keys and ``None`` values, as a list of pairs or a mapping.
-* Every Kafka message gets one CONSUMER span ``process <topic>`` with the messaging semantic
-  conventions (v1.44: ``messaging.system``, ``messaging.operation.name``/``.type``,
+* Every batch of Kafka messages of one partition that the worker processes together (or a
+  message handled on its own) gets one CONSUMER span ``process <topic>`` with the messaging
+  semantic conventions (v1.44: ``messaging.system``, ``messaging.operation.name``/``.type``,
   ``messaging.destination.name``, ``messaging.destination.partition.id``,
-  ``messaging.consumer.group.name``, ``messaging.kafka.offset``, ``messaging.kafka.message.key``)
-  and links, made at span creation, to the producers' contexts: the message's header context
-  and those of a sample of its events. Links are **sampled**, not unbounded: at most
-  ``tracing.max_links`` (32) per span, spread evenly over the envelope, and the SDK's link limit
-  is set to the same number so none is dropped silently; ``driftwatch.links.candidates`` says
-  how many events were probed.
+  ``messaging.consumer.group.name``, ``messaging.kafka.offset`` (of the first message),
+  ``messaging.kafka.message.key`` (one message) or ``messaging.batch.message_count`` and
+  ``driftwatch.batch.last_offset`` (a batch)) and links, made at span creation, to the
+  producers' contexts: the messages' header contexts and those of a sample of their events.
+  Links are **sampled**, not unbounded: at most ``tracing.max_links`` (32) per span, headers
+  first, spread evenly over the batch, and the SDK's link limit is set to the same number so
+  none is dropped silently; ``driftwatch.links.candidates`` says how many headers and events
+  were probed.
 * Every alert state change gets a span ``alert <AlertName> <state>``, a child of the consumer
   span of the message that decided it, with the model, data and feature-set versions, the
   reference profile id and the Kafka offsets of the window behind it (``driftwatch.*``), and
@@ -369,56 +372,14 @@ class KafkaTracing:
     ) -> Batch:
         """Start the ``process <topic>`` span of one message (links made at creation);
         ``header`` is the context of its ``traceparent`` header (:func:`context_from_headers`)."""
-        source = f"{topic}/{partition}"
-        links: list[Link] = []
-        seen: set[tuple[int, int]] = set()
-        if header is not None:
-            self._headers.setdefault(source, deque(maxlen=HEADER_MEMORY)).append((offset, header))
-            attrs: dict[str, Any] = {
-                "messaging.kafka.offset": offset,
-                "messaging.destination.partition.id": str(partition),
-                "messaging.destination.name": topic,
-            }
-            if key is not None:
-                attrs["messaging.kafka.message.key"] = _text(key)
-            links.append(Link(header, attrs))
-            seen.add((header.trace_id, header.span_id))
-        probes = probe_indices(len(events), self.max_links)
-        for i in probes:
-            if len(links) >= self.max_links:
-                break
-            sc = context_from_event(events[i])
-            if sc is None or (sc.trace_id, sc.span_id) in seen:
-                continue
-            seen.add((sc.trace_id, sc.span_id))
-            ev_attrs: dict[str, Any] = {
-                "messaging.kafka.offset": offset,
-                "driftwatch.event.index": i,
-            }
-            event_id = events[i].get("event_id")
-            if isinstance(event_id, str):
-                ev_attrs["driftwatch.event.id"] = event_id
-            links.append(Link(sc, ev_attrs))
-        attributes: dict[str, Any] = {
-            "messaging.system": "kafka",
-            "messaging.operation.name": "process",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": topic,
-            "messaging.destination.partition.id": str(partition),
-            "messaging.kafka.offset": offset,
-            "messaging.message.body.size": size,
-            "driftwatch.envelope.events": len(events),
-            "driftwatch.links.candidates": len(probes),
-        }
-        if self.group_id:
-            attributes["messaging.consumer.group.name"] = self.group_id
+        base = offset << self.position_shift
+        attributes: dict[str, Any] = {"messaging.kafka.offset": offset}
         if key is not None:
             attributes["messaging.kafka.message.key"] = _text(key)
-        span = self.tracer.start_span(
-            f"process {topic}", kind=SpanKind.CONSUMER, links=links, attributes=attributes
+        headers = [(offset, key, header)] if header is not None else []
+        return self._start(
+            topic, partition, headers, events, range(base, base + len(events)), size, attributes
         )
-        self.current = Batch(span, source, header)
-        return self.current
 
     def begin_batch(
         self,
@@ -433,8 +394,26 @@ class KafkaTracing:
         """Start the ``process <topic>`` span of a batch of messages of one partition
         (``offsets``, in order). ``headers`` are ``(offset, key, context)`` of the messages whose
         ``traceparent`` was read (a sample of at most ``max_links``); ``positions`` are the
-        events' input positions. Links: those headers first, then a sample of the events'
-        own contexts, each with the offset of its message."""
+        events' input positions."""
+        attributes: dict[str, Any] = {
+            "messaging.kafka.offset": offsets[0],
+            "messaging.batch.message_count": len(offsets),
+            "driftwatch.batch.last_offset": offsets[-1],
+        }
+        return self._start(topic, partition, headers, events, positions, size, attributes)
+
+    def _start(
+        self,
+        topic: str,
+        partition: int,
+        headers: Sequence[tuple[int, bytes | None, SpanContext]],
+        events: Sequence[Any],
+        positions: Sequence[int],
+        size: int,
+        attributes: dict[str, Any],
+    ) -> Batch:
+        """The consumer span, links made at creation: the headers' contexts first, then a
+        sample of the events' own contexts, each with the offset of its message."""
         source = f"{topic}/{partition}"
         links: list[Link] = []
         seen: set[tuple[int, int]] = set()
@@ -469,19 +448,18 @@ class KafkaTracing:
             if isinstance(event_id, str):
                 ev_attrs["driftwatch.event.id"] = event_id
             links.append(Link(sc, ev_attrs))
-        attributes: dict[str, Any] = {
-            "messaging.system": "kafka",
-            "messaging.operation.name": "process",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": topic,
-            "messaging.destination.partition.id": str(partition),
-            "messaging.kafka.offset": offsets[0],
-            "messaging.batch.message_count": len(offsets),
-            "driftwatch.batch.last_offset": offsets[-1],
-            "messaging.message.body.size": size,
-            "driftwatch.envelope.events": len(events),
-            "driftwatch.links.candidates": len(headers) + len(probes),
-        }
+        attributes.update(
+            {
+                "messaging.system": "kafka",
+                "messaging.operation.name": "process",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": topic,
+                "messaging.destination.partition.id": str(partition),
+                "messaging.message.body.size": size,
+                "driftwatch.envelope.events": len(events),
+                "driftwatch.links.candidates": len(headers) + len(probes),
+            }
+        )
         if self.group_id:
             attributes["messaging.consumer.group.name"] = self.group_id
         span = self.tracer.start_span(

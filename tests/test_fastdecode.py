@@ -22,17 +22,9 @@ from monitor.events import Rejection, parse_event, parse_message
 from monitor.fastdecode import decode_message, decode_prediction
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
+from tests.test_bad_input import GOOD
 
-BASE: dict[str, Any] = {
-    "event_id": "e-1",
-    "model": "fraud",
-    "model_version": "v1",
-    "timestamp": "2026-01-01T00:00:00.000Z",
-    "features": {"amount": 12.3, "country": "DE", "age": None},
-    "prediction": {"score": 0.82, "label": "fraud"},
-    "latency_ms": 12.5,
-    "versions": {"code": "3f2a1c9"},
-}
+BASE: dict[str, Any] = {**GOOD, "versions": {"code": "3f2a1c9"}}
 
 
 def _same(fast: Any, slow: Any) -> bool:
