@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 from faust.streams import _current_event  # the ContextVar behind faust.current_event()
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from alerting.sinks import AlertSink
 from detectors.profile import ReferenceProfile
@@ -82,6 +83,34 @@ def _enter(event: Any) -> None:
     _current_event.set(weakref.ref(event))
 
 
+#: Attribute of a Faust app holding the ``fetch_max_wait_ms`` its worker consumer should use.
+FETCH_WAIT_ATTR = "driftwatch_fetch_max_wait_ms"
+
+
+def _install_fetch_wait() -> None:
+    """Let an app choose its worker consumer's ``fetch_max_wait_ms`` (see ``KafkaConfig``).
+
+    Faust (0.15) builds the worker's aiokafka consumer with ``fetch_max_wait_ms=1500`` and no
+    setting for it. This wraps that factory once per process; the wrapper applies the value an
+    app carries in :data:`FETCH_WAIT_ATTR`, before the consumer starts (aiokafka hands it to
+    its fetcher in ``start``). Apps without the attribute keep Faust's value.
+    """
+    cls = AIOKafkaConsumerThread
+    original = cls._create_worker_consumer
+    if getattr(original, "_driftwatch", False):
+        return
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        wait = getattr(self.app, FETCH_WAIT_ATTR, None)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = int(wait)
+        return consumer
+
+    create_worker_consumer._driftwatch = True  # type: ignore[attr-defined]
+    cls._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
 def _broker_url(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
@@ -120,6 +149,8 @@ def build_app(
         broker_commit_interval=1.0,
         loghandlers=[],
     )
+    _install_fetch_wait()
+    setattr(app, FETCH_WAIT_ATTR, k.fetch_max_wait_ms)
     table = CheckpointTable(
         app.Table(
             "checkpoints",

@@ -1,0 +1,54 @@
+"""The Faust app as ``driftwatch run`` builds it, without a broker: what it configures.
+
+Each check runs in a child interpreter: building a Faust app and its consumer thread creates
+event loops that Faust never closes, which must not leak into the test process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.kafka_broker import REPO_ROOT
+
+PROBE = """
+import asyncio, json, sys
+from monitor.app import build_app
+from monitor.config import settings_from_mapping
+
+async def main():
+    app, _ = build_app(settings_from_mapping(json.loads(sys.argv[1])), {}, [])
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    c = app.conf
+    return {"fetch_wait": consumer._fetch_max_wait_ms, "web_enabled": c.web_enabled,
+            "web_bind": c.web_bind, "web_host": c.web_host}
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def probe(settings: dict[str, object]) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(settings)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_worker_consumer_takes_the_configured_fetch_wait() -> None:
+    """Faust fixes the worker consumer's fetch wait at 1,500 ms; driftwatch sets its own."""
+    kafka = {"bootstrap_servers": "127.0.0.1:1"}
+    assert probe({"kafka": kafka})["fetch_wait"] == 100  # the documented default
+    assert probe({"kafka": {**kafka, "fetch_max_wait_ms": 40}})["fetch_wait"] == 40
+
+
+def test_faust_web_server_is_off_and_would_bind_loopback() -> None:
+    got = probe({"kafka": {"bootstrap_servers": "127.0.0.1:1"}})
+    assert got["web_enabled"] is False
+    assert got["web_bind"] == "127.0.0.1" and got["web_host"] == "127.0.0.1"
