@@ -207,6 +207,11 @@ class ModelStream:
             self.unsaved_from[source] = position
         self.seen[source] = position  # positions only grow within a source
 
+    def last_position(self, source: str) -> int:
+        """The highest position of ``source`` this stream applied, in its checkpoint or since
+        (``-1`` if none): input at or before it is a re-delivery."""
+        return max(self.applied.get(source, -1), self.seen.get(source, -1))
+
     def saved(self) -> None:
         """Everything noted so far is in the checkpoint being written."""
         for source, pos in self.seen.items():

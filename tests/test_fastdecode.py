@@ -257,3 +257,38 @@ def test_batch_path_skips_redelivered_input() -> None:
     p.process_lines(lines[4_000:6_000], 4_000, "src")  # 1,000 of them again
     assert p.stats.duplicates == 1_000
     assert stream.events == 6_000
+
+
+def test_redelivery_within_the_process_is_skipped_too() -> None:
+    """A rebalance seeks back to the committed offset: events collected since the last
+    checkpoint arrive again in the same process and must not be counted twice."""
+    lines = [raw.rstrip(b"\n") for raw in generate("steady", 6_500, 1).lines()]
+    p = Pipeline(checkpointing=True)
+    p.process_lines(lines[:5_600], 0, "src")  # warm-up checkpointed, 600 events collected
+    stream = next(iter(p.streams.values()))
+    assert (stream.applied["src"], len(stream.pending)) == (4_999, 600)
+    p.process_lines(lines[5_000:6_500], 5_000, "src")  # 600 again, then 900 new
+    assert p.stats.duplicates == 600
+    assert stream.events == 6_500
+    single = Pipeline(checkpointing=True)
+    event = parse_event(lines[5_599], 5_599)
+    assert not isinstance(event, Rejection)
+    single.process_lines(lines[:5_600], 0, "src")
+    single.process_event(event, 5_599, [], "src")  # the per-event path skips it as well
+    assert single.stats.duplicates == 1
+
+
+def test_a_message_twice_in_one_batch_is_applied_once() -> None:
+    """The worker buffers messages; a rebalance that seeks back can put the same message in
+    one batch twice. Positions of a source only grow, so the second copy is a duplicate."""
+    lines = [raw.rstrip(b"\n") for raw in generate("steady", 5_600, 2).lines()]
+    events = [parse_event(raw) for raw in lines]
+    p = Pipeline(checkpointing=True)
+    p.process_lines(lines[:5_000], 0, "src")  # the warm-up
+    batch = events[5_000:5_300] + events[5_200:5_600]  # 100 of them again
+    positions = list(range(5_000, 5_300)) + list(range(5_200, 5_600))
+    p.process_events(batch, positions, "src")
+    stream = next(iter(p.streams.values()))
+    assert p.stats.duplicates == 100
+    assert stream.events == 5_600
+    assert len(stream.pending) == 600
