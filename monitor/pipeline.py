@@ -262,7 +262,7 @@ class Pipeline:
         stream = self.streams.get(key)
         if stream is None:
             stream = self._new_stream(key)
-        floor = stream.last_position(source)
+        floor = self._floor(stream, source)
         if positions[0] <= floor or not _increasing(positions):
             # Re-delivered input: before what this stream applied, or a message twice in one
             # batch (a rebalance seeks back while the worker still buffers it).
@@ -406,7 +406,7 @@ class Pipeline:
         stream = self.streams.get(key)
         if stream is None:
             stream = self._new_stream(key)
-        if offset <= stream.last_position(source):
+        if offset <= self._floor(stream, source):
             stats.duplicates += 1
             return
         stream.events += 1
@@ -441,6 +441,17 @@ class Pipeline:
         self._decide(stream, report, offset, out)
         self.joiner.trim(stream.last_time)
         self._checkpoint(stream)
+
+    def _floor(self, stream: ModelStream, source: str) -> int:
+        """Input of ``source`` at or before this position is a re-delivery.
+
+        The live worker (``checkpointing``) counts everything the stream applied, checkpointed
+        or not: Kafka re-delivers after a rebalance within the process. Without checkpoints
+        (replay) positions restart with every file fed to the pipeline, so nothing is skipped.
+        """
+        if self.checkpointing:
+            return stream.last_position(source)
+        return stream.applied.get(source, -1)
 
     def _new_stream(self, key: StreamKey) -> ModelStream:
         cfg = self.settings
@@ -477,7 +488,7 @@ class Pipeline:
         if found is None:
             return
         stream = self._by_index[found.stream]
-        if offset <= stream.last_position(source):
+        if offset <= self._floor(stream, source):
             self.stats.duplicates += 1
             return
         graded = error_of(found.predicted, event["label"])
