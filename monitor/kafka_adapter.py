@@ -168,6 +168,13 @@ class KafkaAdapter:
                 True,
             )
             return
+        await self._handle_validated(msg, raw, ack, source, lines)
+
+    async def _handle_validated(
+        self, msg: Message, raw: bytes, ack: Callable[[], Any], source: str, lines: int
+    ) -> None:
+        """A message the fast decoder refused: pydantic's verdict per event, dead letters."""
+        base = msg.offset << INDEX_BITS
         parsed = parse_message(raw, self.max_bytes)
         if isinstance(parsed, Rejection):
             self.pipeline.reject(parsed)
@@ -295,8 +302,8 @@ class KafkaAdapter:
 
         Messages are taken partition by partition, in order. Runs of messages that
         :mod:`monitor.fastdecode` takes go to the pipeline in one call, with one consumer span
-        and one timing for the run; any other message goes through :meth:`handle` on its own
-        (validation with the reason, dead letters), in its place in the order.
+        and one timing for the run; any other message is validated on its own as in
+        :meth:`handle` (the reason, dead letters), in its place in the order.
         """
         by_source: dict[str, list[Item]] = {}
         for item in items:
@@ -319,7 +326,9 @@ class KafkaAdapter:
                         run, events, positions, size = [], [], [], 0
                     if enter is not None and ctx is not None:
                         enter(ctx)
-                    await self.handle(msg, value, ack)
+                    self.stats.messages += 1
+                    lines = self.pipeline.stats.lines
+                    await self._handle_validated(msg, raw, ack, source, lines)
                     continue
                 context = ctx
                 run.append((msg, ack))

@@ -665,7 +665,7 @@ def test_password_from_file_and_environment(
 
 def test_forked_child_starts_empty(kafka: FakeKafka) -> None:
     if not hasattr(os, "fork"):
-        pytest.skip("no fork")
+        pytest.skip("os.fork does not exist on this platform, so no serving process forks")
     kafka.gate = threading.Event()
     logger = make_logger(kafka)
     logger.log_prediction(FEATURES, 0.5)
