@@ -128,6 +128,7 @@ def build_app(
     t = settings.topics
     app = faust.App(
         k.group_id,
+        datadir=str(k.state_dir()),
         broker=_broker_url(k.bootstrap_servers),
         broker_credentials=broker_credentials(settings),
         value_serializer="raw",

@@ -7,8 +7,10 @@ event loops that Faust never closes, which must not leak into the test process.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.kafka_broker import REPO_ROOT
 
@@ -22,16 +24,17 @@ async def main():
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
     c = app.conf
     return {"fetch_wait": consumer._fetch_max_wait_ms, "web_enabled": c.web_enabled,
-            "web_bind": c.web_bind, "web_host": c.web_host}
+            "web_bind": c.web_bind, "web_host": c.web_host, "datadir": str(c.datadir)}
 
 print(json.dumps(asyncio.run(main())))
 """
 
 
-def probe(settings: dict[str, object]) -> dict[str, object]:
+def probe(settings: dict[str, object], env: dict[str, str] | None = None) -> dict[str, object]:
     out = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(settings)],
         cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -52,3 +55,14 @@ def test_faust_web_server_is_off_and_would_bind_loopback() -> None:
     got = probe({"kafka": {"bootstrap_servers": "127.0.0.1:1"}})
     assert got["web_enabled"] is False
     assert got["web_bind"] == "127.0.0.1" and got["web_host"] == "127.0.0.1"
+
+
+def test_worker_files_live_in_the_state_directory_not_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    """Faust's default data directory is ``<app id>-data`` in the working directory."""
+    kafka = {"bootstrap_servers": "127.0.0.1:1", "group_id": "g1"}
+    got = probe({"kafka": kafka}, env={"XDG_STATE_HOME": str(tmp_path / "state")})
+    assert got["datadir"] == str(tmp_path / "state" / "driftwatch" / "g1")
+    mine = probe({"kafka": {**kafka, "data_dir": str(tmp_path / "mine")}})
+    assert mine["datadir"] == str(tmp_path / "mine" / "g1")

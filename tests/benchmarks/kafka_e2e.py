@@ -369,6 +369,7 @@ class _Child:
     """One ``python -c`` consumer process, its log and its timing file."""
 
     def __init__(self, workdir: Path, name: str, args: list[str]) -> None:
+        self.workdir = workdir
         self.name = name
         self.log = workdir / f"{name}.log"
         self.timing = workdir / f"{name}.timing.json"
@@ -381,11 +382,12 @@ class _Child:
             self.spawned = time.monotonic()
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _CHILD, mode, str(self.timing), str(expected), *self.args],
-                cwd=REPO_ROOT,
+                # Faust puts its data directory (``<app id>-data``) in the working directory.
+                cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)},
             )
 
     def wait_timing(self, timeout: float) -> dict[str, Any]:
