@@ -17,28 +17,74 @@ non-finite number that msgspec would decode, so the finiteness constraints hold 
 One difference is left: digits of a timestamp below the microsecond are rounded here and cut by
 pydantic, so the two may differ by 1 µs.
 ``tests/test_fastdecode.py`` checks the equality on generated events.
+
+Decoded events stay msgspec structs (:class:`FastPrediction`): turning them into dicts would cost
+as much again as decoding. They read like the schema's dicts (``ev["features"]``, ``ev.get(...)``,
+``in``, iteration; ``collections.abc.Mapping``), so every consumer of events takes them; the
+hot paths in :mod:`monitor.streams` and :mod:`monitor.pipeline` read their attributes directly.
+:func:`as_event` gives the plain dict.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Annotated, Literal, cast
+from typing import Annotated, Any, Literal, TypeAlias, cast
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from pydantic import TypeAdapter
 
-from monitor.events import PredictionEvent
+from monitor.events import Event, PredictionEvent
 
 
-class _Output(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+class _Record(msgspec.Struct, gc=False):
+    """Read access as to the schema's dict: fields left out of the JSON (``UNSET``) are absent."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = getattr(self, key, UNSET) if type(key) is str else UNSET
+        if value is UNSET:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when the JSON left it out."""
+        value = getattr(self, key, UNSET) if type(key) is str else UNSET
+        return default if value is UNSET else value
+
+    def __contains__(self, key: object) -> bool:
+        return type(key) is str and getattr(self, key, UNSET) is not UNSET
+
+    def keys(self) -> list[str]:
+        """The fields present, in schema order."""
+        return [k for k in self.__struct_fields__ if getattr(self, k) is not UNSET]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def values(self) -> list[Any]:
+        """The values present, in schema order."""
+        return [getattr(self, k) for k in self.keys()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        """``(field, value)`` of the fields present, in schema order."""
+        return [(k, getattr(self, k)) for k in self.keys()]
+
+
+class FastOutput(_Record, forbid_unknown_fields=True, gc=False):
+    """A ``prediction`` object as decoded by the fast path."""
+
     score: float | UnsetType | None = UNSET
     label: str | bool | int | UnsetType | None = UNSET
     probabilities: dict[str, float] | UnsetType = UNSET
 
 
-class _Prediction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+class FastPrediction(_Record, forbid_unknown_fields=True, gc=False):
+    """A valid prediction event as decoded by the fast path (read it as the schema's dict)."""
+
     event_id: str
     model: str
     model_version: str
@@ -46,37 +92,49 @@ class _Prediction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     # msgspec tries bool before float for JSON true/false and keeps strings as strings, as the
     # schema's strict left-to-right union does; JSON integers become floats.
     features: dict[str, float | str | bool | None]
-    prediction: float | _Output
+    prediction: float | FastOutput
     latency_ms: Annotated[float, Meta(ge=0)] | UnsetType | None = UNSET
     versions: dict[str, str] | UnsetType = UNSET
     trace: dict[str, str] | UnsetType = UNSET
     type: Literal["prediction"] | UnsetType = UNSET
 
 
+Mapping.register(_Record)
+
+#: An event as the pipeline takes it: a schema dict, or a fast-decoded prediction.
+AnyEvent: TypeAlias = Event | FastPrediction
+
+
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    events: list[_Prediction]
+    events: list[FastPrediction]
 
 
-_ONE = msgspec.json.Decoder(_Prediction)
+_ONE = msgspec.json.Decoder(FastPrediction)
 _MANY = msgspec.json.Decoder(_Envelope)
 _TIMESTAMP = TypeAdapter(datetime)
 _BUILTIN = (datetime,)
-_to_builtins = msgspec.to_builtins
 
 
-def _event(value: _Prediction) -> PredictionEvent:
+def as_event(event: FastPrediction | PredictionEvent) -> PredictionEvent:
+    """The schema's plain dict of a fast-decoded event (a dict is returned as it is)."""
+    if type(event) is FastPrediction:
+        return cast(PredictionEvent, msgspec.to_builtins(event, builtin_types=_BUILTIN))
+    return cast(PredictionEvent, event)
+
+
+def _fixed(value: FastPrediction) -> FastPrediction:
     if type(value.timestamp) is int:
         value.timestamp = _TIMESTAMP.validate_python(value.timestamp)
-    return cast(PredictionEvent, _to_builtins(value, builtin_types=_BUILTIN))
+    return value
 
 
-def decode_prediction(raw: bytes) -> PredictionEvent | None:
+def decode_prediction(raw: bytes) -> FastPrediction | None:
     """One prediction event from its JSON bytes, or ``None`` when pydantic must decide.
 
     >>> ev = decode_prediction(b'{"event_id": "e", "model": "m", "model_version": "v", '
     ...     b'"timestamp": 1767225600000, "features": {"x": 1, "c": "DE"}, "prediction": 0.5}')
-    >>> ev["features"], ev["timestamp"].isoformat()
-    ({'x': 1.0, 'c': 'DE'}, '2026-01-01T00:00:00+00:00')
+    >>> ev["features"], ev["timestamp"].isoformat(), "latency_ms" in ev
+    ({'x': 1.0, 'c': 'DE'}, '2026-01-01T00:00:00+00:00', False)
     >>> decode_prediction(b'{"event_id": "e", "label": 1}') is None
     True
     """
@@ -84,15 +142,14 @@ def decode_prediction(raw: bytes) -> PredictionEvent | None:
         value = _ONE.decode(raw)
     except (msgspec.DecodeError, ValueError):
         return None
-    return _event(value)
+    return _fixed(value)
 
 
-def decode_predictions(lines: Iterable[bytes]) -> list[PredictionEvent | None]:
+def decode_predictions(lines: Iterable[bytes]) -> list[FastPrediction | None]:
     """:func:`decode_prediction` of every line."""
-    out: list[PredictionEvent | None] = []
+    out: list[FastPrediction | None] = []
     append = out.append
     decode = _ONE.decode
-    builtins = _to_builtins
     for raw in lines:
         try:
             value = decode(raw)
@@ -101,21 +158,25 @@ def decode_predictions(lines: Iterable[bytes]) -> list[PredictionEvent | None]:
             continue
         if type(value.timestamp) is int:
             value.timestamp = _TIMESTAMP.validate_python(value.timestamp)
-        append(cast(PredictionEvent, builtins(value, builtin_types=_BUILTIN)))
+        append(value)
     return out
 
 
-def decode_envelope(raw: bytes) -> list[PredictionEvent] | None:
+def decode_envelope(raw: bytes) -> list[FastPrediction] | None:
     """The events of a batch envelope ``{"events": [...]}`` of valid predictions, or ``None``
     when any element (or the envelope) needs pydantic's judgement."""
     try:
         value = _MANY.decode(raw)
     except (msgspec.DecodeError, ValueError):
         return None
-    return [_event(v) for v in value.events]
+    events = value.events
+    for ev in events:
+        if type(ev.timestamp) is int:
+            _fixed(ev)
+    return events
 
 
-def decode_message(raw: bytes) -> list[PredictionEvent] | None:
+def decode_message(raw: bytes) -> list[FastPrediction] | None:
     """The events of one Kafka message (a single prediction or an envelope of predictions),
     or ``None`` when pydantic must decide (see :func:`monitor.events.parse_message`).
 

@@ -28,7 +28,7 @@ from pydantic_core import from_json
 from alerting.sinks import AlertSink
 from alerting.types import Transition
 from monitor.events import Event, Reason, Rejection, parse_message
-from monitor.fastdecode import decode_message
+from monitor.fastdecode import AnyEvent, decode_message
 from monitor.pipeline import Pipeline
 
 INDEX_BITS = 16
@@ -63,11 +63,15 @@ class BatchObserver(Protocol):
     """Told about each message around its processing (metrics and traces; see
     ``monitor.http_server.Observability``). Must not block."""
 
-    def begin(self, msg: Message, events: Sequence[Event | Rejection], size: int) -> None:
+    def begin(self, msg: Message, events: Sequence[AnyEvent | Rejection], size: int) -> None:
         """The message's valid events are about to be processed."""
 
     def begin_batch(
-        self, msgs: Sequence[Message], events: Sequence[Event], positions: Sequence[int], size: int
+        self,
+        msgs: Sequence[Message],
+        events: Sequence[AnyEvent],
+        positions: Sequence[int],
+        size: int,
     ) -> None:
         """The events of a batch of messages of one partition are about to be processed."""
 
@@ -211,7 +215,7 @@ class KafkaAdapter:
         self,
         begin: Callable[[BatchObserver], None],
         source: str,
-        events: Sequence[Event | Rejection],
+        events: Sequence[AnyEvent | Rejection],
         positions: Sequence[int],
         acks: Iterable[tuple[int, Callable[[], Any]]],
         lines: int,
@@ -311,7 +315,7 @@ class KafkaAdapter:
         enter = self.enter
         for source, group in by_source.items():
             run: list[tuple[Message, Callable[[], Any]]] = []
-            events: list[Event] = []
+            events: list[AnyEvent] = []
             positions: list[int] = []
             size = 0
             context = None
@@ -349,7 +353,7 @@ class KafkaAdapter:
         self,
         source: str,
         run: list[tuple[Message, Callable[[], Any]]],
-        events: list[Event],
+        events: list[AnyEvent],
         positions: list[int],
         size: int,
     ) -> None:

@@ -63,8 +63,9 @@ from alerting.state import AlertTracker
 from alerting.types import AlertState, Transition
 from detectors.performance import ErrorWindow
 from detectors.window import CATEGORICAL_CHECKS, NUMERIC_CHECKS, WindowReport
-from monitor.events import Event, Reason
-from monitor.streams import ModelStream, latency_of
+from monitor.events import Reason
+from monitor.fastdecode import AnyEvent
+from monitor.streams import ModelStream, labels_of, latency_of, scores_of
 
 NAMESPACE = "driftwatch"
 
@@ -119,7 +120,7 @@ def parse_traceparent(value: Any) -> TraceRef | None:
 
 def event_trace(event: Any) -> TraceRef | None:
     """The trace context an event carries in its own ``trace`` field (``monitor.client``)."""
-    trace = event.get("trace") if isinstance(event, dict) else None
+    trace = event.get("trace") if isinstance(event, Mapping) else None
     if isinstance(trace, dict):
         return parse_traceparent(trace.get("traceparent"))
     return None
@@ -217,30 +218,22 @@ def _label_key(value: Any) -> str:
 
 
 def snapshot_window(
-    stream: ModelStream, report: WindowReport, events: Sequence[Event]
+    stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
 ) -> WindowSnapshot:
     """Compute the :class:`WindowSnapshot` of a closed window (numpy, no per-event metrics)."""
     det = stream.detector
     assert det is not None
-    # One pass over the window for the predictions; labels are counted raw and normalized per
-    # distinct value (as ``labels_of`` does per event).
-    preds = [e.get("prediction") for e in events]
     score = None
     if det.has_score:
-        s = np.array(
-            [p.get("score") if p.__class__ is dict else p for p in preds], dtype=np.float64
-        )
+        s = scores_of(events)
         s = s[np.isfinite(s)]
         if s.size:
             p5, p50, p95 = np.quantile(s, [0.05, 0.5, 0.95])
             score = (float(s.mean()), float(p5), float(p50), float(p95))
     labels: dict[str, float] = {}
     if det.has_label and stream.profile is not None and stream.profile.label is not None:
-        raw = Counter(p.get("label") if p.__class__ is dict else None for p in preds)
-        counts: Counter[str] = Counter()
-        for k, c in raw.items():
-            if k is not None:
-                counts[_label_key(k)] += c
+        counts = Counter(labels_of(events))
+        counts.pop(None, None)
         total = max(len(events), 1)
         for k in {_label_key(c) for c in stream.profile.label.categories}:
             labels[k] = counts.pop(k, 0) / total
@@ -435,7 +428,7 @@ class MonitorMetrics(Collector):
     # -- per window (WindowObserver) -----------------------------------------------------------
 
     def window_closed(
-        self, stream: ModelStream, report: WindowReport, events: Sequence[Event]
+        self, stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
     ) -> None:
         """Keep the window's snapshot and count its latencies."""
         snap = snapshot_window(stream, report, events)
@@ -448,7 +441,7 @@ class MonitorMetrics(Collector):
             callback(snap)
 
     def _latency_traces(
-        self, events: Sequence[Event], seconds: np.ndarray
+        self, events: Sequence[AnyEvent], seconds: np.ndarray
     ) -> list[tuple[float, TraceRef]]:
         out: list[tuple[float, TraceRef]] = []
         for i in probe_indices(len(events), EXEMPLAR_PROBES):

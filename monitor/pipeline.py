@@ -35,7 +35,7 @@ from monitor.events import (
     parse_event,
     unknown_fields,
 )
-from monitor.fastdecode import decode_predictions
+from monitor.fastdecode import AnyEvent, FastPrediction, decode_predictions
 from monitor.streams import (
     FEATURE_STREAM_VERSION,
     ModelStream,
@@ -56,6 +56,14 @@ _STREAM_KEY = itemgetter("model", "model_version")
 _EVENT_ID = itemgetter("event_id")
 _PREDICTION = itemgetter("prediction")
 _TIMESTAMP = itemgetter("timestamp")
+#: The same fields of fast-decoded events (:class:`FastPrediction`), read as attributes.
+_GETTERS = (_STREAM_KEY, _EVENT_ID, _PREDICTION, _TIMESTAMP)
+_FAST_GETTERS = (
+    attrgetter("model", "model_version"),
+    attrgetter("event_id"),
+    attrgetter("prediction"),
+    attrgetter("timestamp"),
+)
 _OFFSET = attrgetter("offset")
 
 
@@ -68,6 +76,8 @@ def _increasing(positions: Sequence[int]) -> bool:
 
 def _is_prediction(ev: object) -> bool:
     """Whether a parse result is a prediction event (not a rejection, feature or label)."""
+    if type(ev) is FastPrediction:
+        return True
     return type(ev) is dict and "prediction" in ev and ev.get("type", "prediction") == "prediction"
 
 
@@ -94,7 +104,7 @@ class WindowObserver(Protocol):
     """
 
     def window_closed(
-        self, stream: ModelStream, report: WindowReport, events: Sequence[Event]
+        self, stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
     ) -> None:
         """A window of ``stream`` was evaluated (before its alerts are decided)."""
 
@@ -184,7 +194,7 @@ class Pipeline:
 
     def process_events(
         self,
-        events: Sequence[Event | Rejection],
+        events: Sequence[AnyEvent | Rejection],
         positions: Sequence[int],
         source: str = "",
         predictions: bool = False,
@@ -209,7 +219,7 @@ class Pipeline:
             run = k + 1
             if isinstance(ev, Rejection):
                 self.reject(ev)
-            else:
+            elif not isinstance(ev, FastPrediction):  # always: those are predictions
                 self.process_event(ev, positions[k], out, source)
         if run < len(events):
             self._predictions(events[run:], positions[run:], source, out)  # type: ignore[arg-type]
@@ -230,15 +240,19 @@ class Pipeline:
         stats.lines += n
         stats.accepted += n
         stats.events["prediction"] += n
-        if not checked:
+        fast = checked or set(map(type, events)) == {FastPrediction}
+        if not fast:
             known = KNOWN_FIELDS["prediction"]
-            extra = sum(1 for e in events if len(e) > 6 and not known.issuperset(e))
+            extra = sum(
+                1 for e in events if type(e) is dict and len(e) > 6 and not known.issuperset(e)
+            )
             if extra:
                 stats.warnings["unknown_field"] += extra
-        keys = list(map(_STREAM_KEY, events))
+        getters = _FAST_GETTERS if fast else _GETTERS
+        keys = list(map(getters[0], events))
         first = keys[0]
         if keys.count(first) == n:
-            self._stream_predictions(first, events, positions, source, out)
+            self._stream_predictions(first, events, positions, source, out, getters)
             return
         groups: dict[StreamKey, list[int]] = {}
         for k, key in enumerate(keys):
@@ -246,7 +260,7 @@ class Pipeline:
         mark = len(out)
         for key, idx in groups.items():
             self._stream_predictions(
-                key, [events[k] for k in idx], [positions[k] for k in idx], source, out
+                key, [events[k] for k in idx], [positions[k] for k in idx], source, out, getters
             )
         # Streams are processed one after the other; report their changes in input order.
         out[mark:] = sorted(out[mark:], key=_OFFSET)
@@ -258,7 +272,9 @@ class Pipeline:
         positions: Sequence[int],
         source: str,
         out: list[Transition],
+        getters: tuple[Callable[[Any], Any], ...],
     ) -> None:
+        _, event_id, prediction, timestamp = getters
         stream = self.streams.get(key)
         if stream is None:
             stream = self._new_stream(key)
@@ -287,10 +303,10 @@ class Pipeline:
             stream.note(source, positions[i])
             stream.note(source, positions[j - 1])
             joiner.add_many(
-                map(_EVENT_ID, take),
+                map(event_id, take),
                 stream.index,
-                predicted_many(list(map(_PREDICTION, take))),
-                map(_TIMESTAMP, take),
+                predicted_many(list(map(prediction, take))),
+                map(timestamp, take),
             )
             for ev in reversed(take):
                 versions = ev.get("versions")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from detectors.performance import ErrorMonitor
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.window import DetectorSettings, WindowDetector, WindowReport
 from monitor.events import FeatureEvent, PredictionEvent, epoch_seconds
+from monitor.fastdecode import FastOutput, FastPrediction
 
 StreamKey = tuple[str, str]
 
@@ -30,7 +32,7 @@ FEATURE_STREAM_VERSION = "features"
 
 def predicted_of(prediction: Any) -> str | float | None:
     """The value a label grades: the predicted label if there is one, else the score."""
-    if isinstance(prediction, dict):
+    if isinstance(prediction, _OUTPUTS):
         label = prediction.get("label")
         if label is not None:
             return str(label) if not isinstance(label, str) else label
@@ -53,39 +55,69 @@ def predicted_many(predictions: list[Any]) -> list[str | float | None]:
 
 
 def _string_labels(predictions: list[Any]) -> list[Any] | None:
-    """The labels when every prediction is a dict with a string ``label`` (C-level calls),
-    else ``None``."""
-    if set(map(type, predictions)) != {dict}:
-        return None
+    """The labels when every prediction is an output object with a string ``label`` (C-level
+    calls), else ``None``."""
+    types = set(map(type, predictions))
     try:
-        labels = list(map(_LABEL, predictions))
+        if types == {FastOutput}:
+            labels = list(map(_A_LABEL, predictions))
+        elif types == {dict}:
+            labels = list(map(_LABEL, predictions))
+        else:
+            return None
     except KeyError:
         return None
     return labels if set(map(type, labels)) == {str} else None
 
 
+_OUTPUTS = (dict, FastOutput)
 _LABEL = itemgetter("label")
 _PREDICTION = itemgetter("prediction")
 _SCORE = itemgetter("score")
 _LATENCY = itemgetter("latency_ms")
 _TIMESTAMP = itemgetter("timestamp")
 _FEATURES = itemgetter("features")
+# The same fields of fast-decoded events (monitor.fastdecode), read as attributes; on a dict
+# they raise AttributeError, which sends a window mixing both kinds to the general path.
+_A_LABEL = attrgetter("label")
+_A_PREDICTION = attrgetter("prediction")
+_A_SCORE = attrgetter("score")
+_A_LATENCY = attrgetter("latency_ms")
+_A_TIMESTAMP = attrgetter("timestamp")
+_A_FEATURES = attrgetter("features")
 
 
-def scores_of(events: list[Any]) -> np.ndarray:
+def _field(events: Sequence[Any], fast: attrgetter[Any], slow: itemgetter[Any]) -> list[Any]:
+    """One field of every event: C-level for fast-decoded events and for dicts alike."""
+    if events and type(events[0]) is FastPrediction:
+        try:
+            return list(map(fast, events))
+        except AttributeError:
+            pass
+    return list(map(slow, events))
+
+
+def features_of(events: Sequence[Any]) -> list[Any]:
+    """The ``features`` dict of every event."""
+    return _field(events, _A_FEATURES, _FEATURES)
+
+
+def scores_of(events: Sequence[Any]) -> np.ndarray:
     """Prediction scores as float64 (NaN where an event has none)."""
-    predictions = list(map(_PREDICTION, events))
+    predictions = _field(events, _A_PREDICTION, _PREDICTION)
     types = set(map(type, predictions))
     if types == {float}:
         return np.array(predictions, dtype=np.float64)
-    if types == {dict}:
-        try:
+    try:
+        if types == {FastOutput}:
+            return np.array(list(map(_A_SCORE, predictions)), dtype=np.float64)
+        if types == {dict}:
             return np.array(list(map(_SCORE, predictions)), dtype=np.float64)
-        except KeyError:
-            pass
+    except (KeyError, TypeError):  # a score left out (UNSET is not a number)
+        pass
     out = []
     for p in predictions:
-        if isinstance(p, dict):
+        if isinstance(p, _OUTPUTS):
             s = p.get("score")
             out.append(s if s is not None else None)
         else:
@@ -93,33 +125,33 @@ def scores_of(events: list[Any]) -> np.ndarray:
     return np.array(out, dtype=np.float64)
 
 
-def labels_of(events: list[Any]) -> list[str | None]:
+def labels_of(events: Sequence[Any]) -> list[str | None]:
     """Predicted labels as strings (None where an event has none)."""
-    predictions = list(map(_PREDICTION, events))
+    predictions = _field(events, _A_PREDICTION, _PREDICTION)
     labels = _string_labels(predictions)
     if labels is not None:
         return labels
     out: list[str | None] = []
     for p in predictions:
-        label = p.get("label") if isinstance(p, dict) else None
+        label = p.get("label") if isinstance(p, _OUTPUTS) else None
         out.append(
             None if label is None else str(label).lower() if isinstance(label, bool) else str(label)
         )
     return out
 
 
-def latency_of(events: list[Any]) -> np.ndarray:
+def latency_of(events: Sequence[Any]) -> np.ndarray:
     """Latency in milliseconds as float64 (NaN where not logged)."""
     try:
-        return np.array(list(map(_LATENCY, events)), dtype=np.float64)
-    except KeyError:
+        return np.array(_field(events, _A_LATENCY, _LATENCY), dtype=np.float64)
+    except (KeyError, TypeError):  # not logged: absent from a dict, UNSET in a fast event
         return np.array([e.get("latency_ms") for e in events], dtype=np.float64)
 
 
-def last_time(events: list[Any]) -> float:
+def last_time(events: Sequence[Any]) -> float:
     """The latest event time of ``events`` in epoch seconds (naive timestamps are UTC)."""
     try:
-        return epoch_seconds(max(map(_TIMESTAMP, events)))
+        return epoch_seconds(max(_field(events, _A_TIMESTAMP, _TIMESTAMP)))
     except TypeError:  # naive and aware datetimes do not compare
         return max(epoch_seconds(e["timestamp"]) for e in events)
 
@@ -130,7 +162,7 @@ WindowInputs = tuple[Columns, np.ndarray | None, np.ndarray | None, np.ndarray |
 def window_inputs(det: WindowDetector, evs: list[Any]) -> WindowInputs:
     """Columns, scores, label codes and latencies of a window of events, as
     :meth:`WindowDetector.evaluate` takes them (all per-event Python work of a window)."""
-    feats = list(map(_FEATURES, evs))
+    feats = features_of(evs)
     nf = len(det.categorical_names)
     nb = dense_numeric_block(feats, det.numeric_names)
     if nb is None:
@@ -184,7 +216,7 @@ class ModelStream:
     profile: ReferenceProfile | None = None
     detector: WindowDetector | None = None
     errors: ErrorMonitor | None = None
-    pending: list[PredictionEvent | FeatureEvent] = field(default_factory=list)
+    pending: list[PredictionEvent | FeatureEvent | FastPrediction] = field(default_factory=list)
     offsets: tuple[int, int] = (0, 0)
     versions: dict[str, str] = field(default_factory=dict)
     last_report: WindowReport | None = None
@@ -242,7 +274,7 @@ class ModelStream:
             self.key[0],
             self.key[1],
             "warmup",
-            [e["features"] for e in evs],
+            features_of(evs),
             scores_of(evs),
             labels_of(evs),
             latency_of(evs),

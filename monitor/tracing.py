@@ -55,7 +55,7 @@ from alerting.types import Transition
 from detectors.performance import ErrorWindow
 from detectors.window import WindowReport
 from monitor.config import TracingConfig
-from monitor.events import Event
+from monitor.fastdecode import AnyEvent
 from monitor.metrics import probe_indices
 from monitor.streams import ModelStream
 
@@ -118,7 +118,7 @@ def context_from_headers(headers: Headers | None) -> SpanContext | None:
 
 def context_from_event(event: Any) -> SpanContext | None:
     """The span context in an event's own ``trace`` field (``monitor.client``), or None."""
-    fields = event.get("trace") if isinstance(event, dict) else None
+    fields = event.get("trace") if isinstance(event, Mapping) else None
     if not isinstance(fields, dict):
         return None
     parent = fields.get("traceparent")
@@ -485,7 +485,7 @@ class KafkaTracing:
     # -- evidence (WindowObserver) ---------------------------------------------------------------
 
     def window_closed(
-        self, stream: ModelStream, report: WindowReport, events: Sequence[Event]
+        self, stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
     ) -> None:
         """Remember the window's offsets and a sample of its events' contexts."""
         batch = self.current

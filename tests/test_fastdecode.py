@@ -9,6 +9,7 @@ processing each line on its own decides.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from alerting.types import Transition
 from monitor.events import Rejection, parse_event, parse_message
-from monitor.fastdecode import decode_message, decode_prediction
+from monitor.fastdecode import FastPrediction, as_event, decode_message, decode_prediction
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
 from tests.test_bad_input import GOOD
@@ -54,7 +55,7 @@ def assert_agrees(raw: bytes) -> bool:
         return False
     slow = parse_event(raw)
     assert not isinstance(slow, Rejection), (raw, slow)
-    assert _same(dict(fast), dict(slow)), (raw, fast, slow)
+    assert _same(as_event(fast), dict(slow)), (raw, fast, slow)
     return True
 
 
@@ -92,6 +93,29 @@ def test_feature_values_keep_their_kind() -> None:
     assert assert_agrees(raw)
 
 
+def test_fast_events_read_like_the_schema_dicts() -> None:
+    """Consumers of events (observers, traces, the slow paths) read fast events as dicts."""
+    raw = orjson.dumps(
+        {**BASE, "trace": {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}}
+    )
+    ev = decode_prediction(raw)
+    assert type(ev) is FastPrediction
+    plain = as_event(ev)
+    assert isinstance(ev, Mapping) and isinstance(ev["prediction"], Mapping)
+    assert list(ev) == list(ev.keys()) == list(plain) and len(ev) == len(plain)
+    assert [k for k, _ in ev.items()] == list(plain) and len(ev.values()) == len(plain)
+    assert ev["features"] == plain["features"] and ev.get("trace") == plain["trace"]
+    assert ev["prediction"]["score"] == 0.82 and ev["prediction"].get("probabilities") is None
+    assert "type" not in ev and ev.get("type", "prediction") == "prediction"
+    assert "versions" in ev and 3 not in ev
+    for missing in ("type", "host", 3):
+        try:
+            ev[missing]
+        except KeyError:
+            continue
+        raise AssertionError(f"{missing!r} should be absent")
+
+
 def test_envelopes_agree_with_parse_message() -> None:
     one = orjson.dumps(BASE)
     raw = b'{"events": [' + one + b"," + one + b"]}"
@@ -99,7 +123,7 @@ def test_envelopes_agree_with_parse_message() -> None:
     slow = parse_message(raw)
     assert fast is not None and isinstance(slow, list)
     assert not any(isinstance(b, Rejection) for b in slow)
-    assert [_same(a, b) for a, b in zip(fast, slow, strict=True)] == [True, True]
+    assert [_same(as_event(a), b) for a, b in zip(fast, slow, strict=True)] == [True, True]
     assert decode_message(b'{"events": [' + one + b', {"event_id": 1}]}') is None
     assert decode_message(b'{"events": [], "extra": 1}') is None
 
