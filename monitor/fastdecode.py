@@ -18,6 +18,14 @@ One difference is left: digits of a timestamp below the microsecond are rounded 
 pydantic, so the two may differ by 1 µs.
 ``tests/test_fastdecode.py`` checks the equality on generated events.
 
+A pipeline's :class:`FastDecoder` also compiles the feature schema of each model version it
+monitors (:class:`FeatureSchema`) into a decoder of its own: the features become a struct with
+one attribute per feature whose type the decoder checked (a number or null for a numeric
+feature, a category of the reference's kind or null for a categorical one), so a window of
+such events needs no per-value type checks (``detectors.columns.attribute_columns``). An event
+that differs in any way (a feature absent, added or of another kind) is decoded by the general
+decoder instead, and its window takes the general path that counts those problems.
+
 Decoded events stay msgspec structs (:class:`FastPrediction`): turning them into dicts would cost
 as much again as decoding. They read like the schema's dicts (``ev["features"]``, ``ev.get(...)``,
 ``in``, iteration; ``collections.abc.Mapping``), so every consumer of events takes them; the
@@ -27,9 +35,10 @@ hot paths in :mod:`monitor.streams` and :mod:`monitor.pipeline` read their attri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeAlias, cast
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias, cast
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -67,11 +76,11 @@ class _Record(msgspec.Struct, gc=False):
 
     def values(self) -> list[Any]:
         """The values present, in schema order."""
-        return [getattr(self, k) for k in self.keys()]
+        return [self[k] for k in self.keys()]
 
     def items(self) -> list[tuple[str, Any]]:
         """``(field, value)`` of the fields present, in schema order."""
-        return [(k, getattr(self, k)) for k in self.keys()]
+        return [(k, self[k]) for k in self.keys()]
 
 
 class FastOutput(_Record, forbid_unknown_fields=True, gc=False):
@@ -109,6 +118,101 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     events: list[FastPrediction]
 
 
+class FastFeatures(_Record, gc=False):
+    """The features of an event decoded with a :class:`FeatureSchema`: attribute ``f<j>`` holds
+    feature ``names[j]`` (attribute names never clash with a feature's name)."""
+
+    names: ClassVar[tuple[str, ...]] = ()
+    attrs: ClassVar[dict[str, str]] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        attr = self.attrs.get(key) if type(key) is str else None
+        if attr is None:
+            raise KeyError(key)
+        return getattr(self, attr)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of feature ``key``, or ``default`` when the schema has no such feature."""
+        attr = self.attrs.get(key) if type(key) is str else None
+        return default if attr is None else getattr(self, attr)
+
+    def __contains__(self, key: object) -> bool:
+        return type(key) is str and key in self.attrs
+
+    def keys(self) -> list[str]:
+        """The feature names, in schema order (every one is present)."""
+        return list(self.names)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSchema:
+    """The feature schema of a model version compiled into a decoder.
+
+    ``numeric`` and ``categorical`` list ``(feature, attribute)`` pairs of :attr:`features`;
+    every feature is required, numeric ones hold a float or ``None`` and categorical ones a
+    value of their kind (``str`` or ``bool``) or ``None``; no other feature is allowed.
+    """
+
+    numeric: tuple[tuple[str, str], ...]
+    categorical: tuple[tuple[str, str], ...]
+    features: type[FastFeatures]
+    one: msgspec.json.Decoder[FastPrediction]
+    many: msgspec.json.Decoder[_Envelope]
+
+
+def compile_schema(
+    numeric: Sequence[str], categorical: Sequence[tuple[str, type]], name: str = "Schema"
+) -> FeatureSchema:
+    """A :class:`FeatureSchema` for ``numeric`` features and ``(feature, kind)`` categorical ones.
+
+    >>> s = compile_schema(["amount"], [("country", str)])
+    >>> ev = s.one.decode(b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0,'
+    ...     b' "features": {"country": "DE", "amount": 3}, "prediction": 1}')
+    >>> ev["features"]["amount"], ev.features.f1, dict(ev["features"])
+    (3.0, 'DE', {'amount': 3.0, 'country': 'DE'})
+    >>> s.one.decode(b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0,'
+    ...     b' "features": {"country": 3, "amount": 3}, "prediction": 1}')
+    Traceback (most recent call last):
+    msgspec.ValidationError: Expected `str | null`, got `int` - at `$.features.country`
+    """
+    names = [*numeric, *(f for f, _ in categorical)]
+    kinds: list[Any] = [float | None] * len(numeric) + [k | None for _, k in categorical]
+    attrs = {f: f"f{j}" for j, f in enumerate(names)}
+    features = msgspec.defstruct(
+        f"{name}Features",
+        [(attrs[f], kind) for f, kind in zip(names, kinds, strict=True)],
+        bases=(FastFeatures,),
+        rename={a: f for f, a in attrs.items()},
+        forbid_unknown_fields=True,
+        gc=False,
+        namespace={"names": tuple(names), "attrs": attrs},
+        module=__name__,
+    )
+    prediction = msgspec.defstruct(
+        f"{name}Prediction",
+        [("features", features)],
+        bases=(FastPrediction,),
+        forbid_unknown_fields=True,
+        gc=False,
+        module=__name__,
+    )
+    envelope = msgspec.defstruct(
+        f"{name}Envelope",
+        [("events", list[prediction])],  # type: ignore[valid-type]
+        bases=(_Envelope,),
+        forbid_unknown_fields=True,
+        gc=False,
+        module=__name__,
+    )
+    return FeatureSchema(
+        tuple((f, attrs[f]) for f in numeric),
+        tuple((f, attrs[f]) for f, _ in categorical),
+        cast(type[FastFeatures], features),
+        msgspec.json.Decoder(prediction),
+        msgspec.json.Decoder(envelope),
+    )
+
+
 _ONE = msgspec.json.Decoder(FastPrediction)
 _MANY = msgspec.json.Decoder(_Envelope)
 _TIMESTAMP = TypeAdapter(datetime)
@@ -117,15 +221,107 @@ _BUILTIN = (datetime,)
 
 def as_event(event: FastPrediction | PredictionEvent) -> PredictionEvent:
     """The schema's plain dict of a fast-decoded event (a dict is returned as it is)."""
-    if type(event) is FastPrediction:
+    if isinstance(event, FastPrediction):
         return cast(PredictionEvent, msgspec.to_builtins(event, builtin_types=_BUILTIN))
-    return cast(PredictionEvent, event)
+    return event
 
 
 def _fixed(value: FastPrediction) -> FastPrediction:
     if type(value.timestamp) is int:
         value.timestamp = _TIMESTAMP.validate_python(value.timestamp)
     return value
+
+
+_ERRORS = (msgspec.DecodeError, ValueError)
+
+
+class FastDecoder:
+    """Decodes prediction events with the compiled schemas first, then the general decoder.
+
+    :meth:`compile` adds a model version's schema (at most :attr:`MAX_SCHEMAS`; identical
+    schemas share one). A line no schema takes costs a failed attempt per schema, up to where
+    it differs (usually within its features), before the general decoder takes it.
+    """
+
+    MAX_SCHEMAS = 4
+
+    def __init__(self) -> None:
+        self._schemas: dict[tuple[Any, ...], FeatureSchema] = {}
+        self._one: list[Any] = [_ONE.decode]
+        self._many: list[Any] = [_MANY.decode]
+
+    def compile(
+        self, numeric: Sequence[str], categorical: Sequence[tuple[str, type]]
+    ) -> FeatureSchema | None:
+        """The schema of these features (compiled once), or ``None`` beyond the limit."""
+        key = (tuple(numeric), tuple(categorical))
+        schema = self._schemas.get(key)
+        if schema is None:
+            if len(self._schemas) >= self.MAX_SCHEMAS:
+                return None
+            schema = compile_schema(numeric, categorical, f"Schema{len(self._schemas)}")
+            self._schemas[key] = schema
+            typed = list(self._schemas.values())
+            self._one = [s.one.decode for s in typed] + [_ONE.decode]
+            self._many = [s.many.decode for s in typed] + [_MANY.decode]
+        return schema
+
+    def _decode(self, decoders: list[Any], raw: bytes) -> Any:
+        for decode in decoders:
+            try:
+                return decode(raw)
+            except _ERRORS:
+                continue
+        return None
+
+    def prediction(self, raw: bytes) -> FastPrediction | None:
+        """One prediction event from its JSON bytes, or ``None`` when pydantic must decide."""
+        value = self._decode(self._one, raw)
+        return None if value is None else _fixed(value)
+
+    def lines(self, lines: Iterable[bytes]) -> list[FastPrediction | None]:
+        """:meth:`prediction` of every line."""
+        out: list[FastPrediction | None] = []
+        append = out.append
+        first, rest = self._one[0], self._one[1:]
+        slow = self._decode
+        for raw in lines:
+            try:
+                value = first(raw)
+            except _ERRORS:
+                value = slow(rest, raw)
+                if value is None:
+                    append(None)
+                    continue
+            if type(value.timestamp) is int:
+                value.timestamp = _TIMESTAMP.validate_python(value.timestamp)
+            append(value)
+        return out
+
+    def envelope(self, raw: bytes) -> list[FastPrediction] | None:
+        """The events of a batch envelope ``{"events": [...]}`` of valid predictions, or
+        ``None`` when any element (or the envelope) needs pydantic's judgement."""
+        value = self._decode(self._many, raw)
+        if value is None:
+            return None
+        events: list[FastPrediction] = value.events
+        for ev in events:
+            if type(ev.timestamp) is int:
+                _fixed(ev)
+        return events
+
+    def message(self, raw: bytes) -> list[FastPrediction] | None:
+        """The events of one Kafka message (a single prediction or an envelope of
+        predictions), or ``None`` when pydantic must decide (see
+        :func:`monitor.events.parse_message`)."""
+        if raw[:9] == b'{"events"':
+            return self.envelope(raw)
+        event = self.prediction(raw)
+        return None if event is None else [event]
+
+
+#: The general decoder alone (no compiled schema).
+_GENERAL = FastDecoder()
 
 
 def decode_prediction(raw: bytes) -> FastPrediction | None:
@@ -138,42 +334,18 @@ def decode_prediction(raw: bytes) -> FastPrediction | None:
     >>> decode_prediction(b'{"event_id": "e", "label": 1}') is None
     True
     """
-    try:
-        value = _ONE.decode(raw)
-    except (msgspec.DecodeError, ValueError):
-        return None
-    return _fixed(value)
+    return _GENERAL.prediction(raw)
 
 
 def decode_predictions(lines: Iterable[bytes]) -> list[FastPrediction | None]:
     """:func:`decode_prediction` of every line."""
-    out: list[FastPrediction | None] = []
-    append = out.append
-    decode = _ONE.decode
-    for raw in lines:
-        try:
-            value = decode(raw)
-        except (msgspec.DecodeError, ValueError):
-            append(None)
-            continue
-        if type(value.timestamp) is int:
-            value.timestamp = _TIMESTAMP.validate_python(value.timestamp)
-        append(value)
-    return out
+    return _GENERAL.lines(lines)
 
 
 def decode_envelope(raw: bytes) -> list[FastPrediction] | None:
     """The events of a batch envelope ``{"events": [...]}`` of valid predictions, or ``None``
     when any element (or the envelope) needs pydantic's judgement."""
-    try:
-        value = _MANY.decode(raw)
-    except (msgspec.DecodeError, ValueError):
-        return None
-    events = value.events
-    for ev in events:
-        if type(ev.timestamp) is int:
-            _fixed(ev)
-    return events
+    return _GENERAL.envelope(raw)
 
 
 def decode_message(raw: bytes) -> list[FastPrediction] | None:
@@ -187,7 +359,4 @@ def decode_message(raw: bytes) -> list[FastPrediction] | None:
     >>> decode_message(b'{"events": [' + one + b', 7]}') is None
     True
     """
-    if raw[:9] == b'{"events"':
-        return decode_envelope(raw)
-    event = decode_prediction(raw)
-    return None if event is None else [event]
+    return _GENERAL.message(raw)

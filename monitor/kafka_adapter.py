@@ -28,7 +28,7 @@ from pydantic_core import from_json
 from alerting.sinks import AlertSink
 from alerting.types import Transition
 from monitor.events import Event, Reason, Rejection, parse_message
-from monitor.fastdecode import AnyEvent, decode_message
+from monitor.fastdecode import AnyEvent
 from monitor.pipeline import Pipeline
 
 INDEX_BITS = 16
@@ -159,7 +159,7 @@ class KafkaAdapter:
         lines = self.pipeline.stats.lines
         source = self.source(msg)
         raw = value or b""
-        fast = decode_message(raw) if len(raw) <= self.max_bytes else None
+        fast = self.pipeline.decoder.message(raw) if len(raw) <= self.max_bytes else None
         base = msg.offset << INDEX_BITS
         if fast is not None and len(fast) <= MAX_ENVELOPE:
             self._observed(
@@ -313,6 +313,7 @@ class KafkaAdapter:
         for item in items:
             by_source.setdefault(self.source(item[0]), []).append(item)
         enter = self.enter
+        decode = self.pipeline.decoder.message
         for source, group in by_source.items():
             run: list[tuple[Message, Callable[[], Any]]] = []
             events: list[AnyEvent] = []
@@ -321,7 +322,7 @@ class KafkaAdapter:
             context = None
             for msg, value, ack, ctx in group:
                 raw = value or b""
-                fast = decode_message(raw) if len(raw) <= self.max_bytes else None
+                fast = decode(raw) if len(raw) <= self.max_bytes else None
                 if fast is None or len(fast) > MAX_ENVELOPE:
                     if run:
                         if enter is not None and context is not None:

@@ -35,7 +35,7 @@ from monitor.events import (
     parse_event,
     unknown_fields,
 )
-from monitor.fastdecode import AnyEvent, FastPrediction, decode_predictions
+from monitor.fastdecode import AnyEvent, FastDecoder, FastPrediction
 from monitor.streams import (
     FEATURE_STREAM_VERSION,
     ModelStream,
@@ -76,7 +76,7 @@ def _increasing(positions: Sequence[int]) -> bool:
 
 def _is_prediction(ev: object) -> bool:
     """Whether a parse result is a prediction event (not a rejection, feature or label)."""
-    if type(ev) is FastPrediction:
+    if isinstance(ev, FastPrediction):
         return True
     return type(ev) is dict and "prediction" in ev and ev.get("type", "prediction") == "prediction"
 
@@ -170,6 +170,8 @@ class Pipeline:
         self.position_shift = 0
         self._checkpoints: dict[str, dict[str, Any]] = {}
         self._detector_settings = self.settings.detector_settings()
+        #: Decodes input with the feature schema of every stream compiled in (the hot path).
+        self.decoder = FastDecoder()
 
     # -- input -------------------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class Pipeline:
         (anything but a plain prediction) are validated one by one with their reason.
         """
         max_bytes = self.settings.events.max_bytes
-        fast = decode_predictions(lines)
+        fast = self.decoder.lines(lines)
         positions = range(first_offset, first_offset + len(lines))
         if None not in fast:
             return self.process_events(fast, positions, source, predictions=True)  # type: ignore[arg-type]
@@ -240,7 +242,7 @@ class Pipeline:
         stats.lines += n
         stats.accepted += n
         stats.events["prediction"] += n
-        fast = checked or set(map(type, events)) == {FastPrediction}
+        fast = checked or all(issubclass(t, FastPrediction) for t in set(map(type, events)))
         if not fast:
             known = KNOWN_FIELDS["prediction"]
             extra = sum(
@@ -374,6 +376,7 @@ class Pipeline:
         raw_profile = state.get("profile")
         if raw_profile is not None:
             stream.use_profile(ReferenceProfile.model_validate(raw_profile))
+            self._compile(stream)
         elif stream.profile is None and state.get("profile_id"):
             raise ValueError(
                 f"checkpoint of {stream.group} needs reference {state['profile_id']}, "
@@ -447,6 +450,7 @@ class Pipeline:
         stream.offsets = (stream.offsets[0], offset)
         if stream.detector is None:
             stream.learn_profile()
+            self._compile(stream)
             self._checkpoint(stream)
             return
         window = stream.pending
@@ -484,6 +488,7 @@ class Pipeline:
         ref = self.references.get(key)
         if ref is not None:
             stream.use_profile(ref)
+            self._compile(stream)
         self.streams[key] = stream
         self._by_index.append(stream)
         if self.checkpoints is not None:
@@ -491,6 +496,19 @@ class Pipeline:
             if state is not None:
                 self.restore_stream(stream, state)
         return stream
+
+    def _compile(self, stream: ModelStream) -> None:
+        """Compile the stream's feature schema into the decoder (see ``FastDecoder``)."""
+        det = stream.detector
+        if det is None:
+            return
+        kinds: list[tuple[str, type]] = []
+        for name, index in zip(det.categorical_names, det.indexes, strict=False):
+            types = {type(k) for k in index if k is not None}
+            if len(types) > 1 or not types <= {str, bool}:
+                return  # a feature of mixed kinds: every window takes the general path
+            kinds.append((name, types.pop() if types else str))
+        stream.schema = self.decoder.compile(det.numeric_names, kinds)
 
     def _error_monitor(self, stream: ModelStream) -> ErrorMonitor:
         det = stream.detector

@@ -12,6 +12,7 @@ import numpy as np
 
 from detectors.columns import (
     Columns,
+    attribute_columns,
     categorical_block,
     dense_numeric_block,
     extract,
@@ -22,7 +23,7 @@ from detectors.performance import ErrorMonitor
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.window import DetectorSettings, WindowDetector, WindowReport
 from monitor.events import FeatureEvent, PredictionEvent, epoch_seconds
-from monitor.fastdecode import FastOutput, FastPrediction
+from monitor.fastdecode import FastOutput, FastPrediction, FeatureSchema
 
 StreamKey = tuple[str, str]
 
@@ -89,7 +90,7 @@ _A_FEATURES = attrgetter("features")
 
 def _field(events: Sequence[Any], fast: attrgetter[Any], slow: itemgetter[Any]) -> list[Any]:
     """One field of every event: C-level for fast-decoded events and for dicts alike."""
-    if events and type(events[0]) is FastPrediction:
+    if events and isinstance(events[0], FastPrediction):
         try:
             return list(map(fast, events))
         except AttributeError:
@@ -159,11 +160,23 @@ def last_time(events: Sequence[Any]) -> float:
 WindowInputs = tuple[Columns, np.ndarray | None, np.ndarray | None, np.ndarray | None]
 
 
-def window_inputs(det: WindowDetector, evs: list[Any]) -> WindowInputs:
+def window_inputs(
+    det: WindowDetector, evs: list[Any], schema: FeatureSchema | None = None
+) -> WindowInputs:
     """Columns, scores, label codes and latencies of a window of events, as
-    :meth:`WindowDetector.evaluate` takes them (all per-event Python work of a window)."""
+    :meth:`WindowDetector.evaluate` takes them (all per-event Python work of a window).
+
+    When every event was decoded with ``schema`` (the stream's compiled schema) the columns
+    are read from the checked attributes; otherwise from the feature dicts, counting nulls,
+    absent keys, wrong types and unexpected features.
+    """
     feats = features_of(evs)
     nf = len(det.categorical_names)
+    if schema is not None and set(map(type, feats)) == {schema.features}:
+        cols = attribute_columns(
+            feats, schema.numeric, schema.categorical, det.indexes[:nf], det.unseen_codes[:nf]
+        )
+        return (cols, *_outputs(det, evs))
     nb = dense_numeric_block(feats, det.numeric_names)
     if nb is None:
         values = extract(feats, det.numeric_names + det.categorical_names)
@@ -175,14 +188,20 @@ def window_inputs(det: WindowDetector, evs: list[Any]) -> WindowInputs:
     cb = categorical_block(
         feats, det.categorical_names, det.indexes[:nf], det.unseen_codes[:nf], categorical
     )
-    schema = frozenset(det.numeric_names) | frozenset(det.categorical_names)
+    names = frozenset(det.numeric_names) | frozenset(det.categorical_names)
     any_absent = bool(nb.absent.any() or cb.absent.any())
     cols = Columns(
         len(feats),
         nb,
         cb,
-        unexpected_features(feats, schema, any_absent, det.settings.max_unexpected_features),
+        unexpected_features(feats, names, any_absent, det.settings.max_unexpected_features),
     )
+    return (cols, *_outputs(det, evs))
+
+
+def _outputs(
+    det: WindowDetector, evs: list[Any]
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     scores = labels = latency = None
     if det.has_score:
         scores = scores_of(evs)
@@ -194,7 +213,7 @@ def window_inputs(det: WindowDetector, evs: list[Any]) -> WindowInputs:
         )
     if det.profile.latency is not None:
         latency = latency_of(evs)
-    return cols, scores, labels, latency
+    return scores, labels, latency
 
 
 @dataclass(slots=True)
@@ -220,6 +239,8 @@ class ModelStream:
     offsets: tuple[int, int] = (0, 0)
     versions: dict[str, str] = field(default_factory=dict)
     last_report: WindowReport | None = None
+    #: The feature schema compiled into the pipeline's decoder for this stream, if any.
+    schema: FeatureSchema | None = None
     last_time: float = 0.0
     windows: int = 0
     #: Events (and labels) applied to this stream since it was first seen, restarts included.
@@ -293,7 +314,7 @@ class ModelStream:
         assert det is not None
         evs = self.pending
         self.pending = []
-        cols, scores, labels, latency = window_inputs(det, evs)
+        cols, scores, labels, latency = window_inputs(det, evs, self.schema)
         report = det.evaluate(cols, scores, labels, latency)
         self.last_time = last_time(evs)
         self.last_report = report

@@ -14,15 +14,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import numpy as np
 import orjson
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from alerting.types import Transition
 from monitor.events import Rejection, parse_event, parse_message
-from monitor.fastdecode import FastPrediction, as_event, decode_message, decode_prediction
+from monitor.fastdecode import (
+    FastDecoder,
+    FastPrediction,
+    as_event,
+    compile_schema,
+    decode_message,
+    decode_prediction,
+)
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
+from monitor.streams import window_inputs
 from tests.test_bad_input import GOOD
 
 BASE: dict[str, Any] = {**GOOD, "versions": {"code": "3f2a1c9"}}
@@ -316,3 +326,126 @@ def test_a_message_twice_in_one_batch_is_applied_once() -> None:
     assert p.stats.duplicates == 100
     assert stream.events == 5_600
     assert len(stream.pending) == 600
+
+
+# -- compiled feature schemas --------------------------------------------------------------------
+
+SCHEMA = compile_schema(["x", "y"], [("c", str), ("b", bool)])
+schema_values = {
+    "x": st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False), st.integers()),
+    "y": scalars,
+    "c": st.one_of(st.none(), st.text(max_size=3), scalars),
+    "b": st.one_of(st.none(), st.booleans(), scalars),
+}
+
+
+@st.composite
+def schema_features(draw: st.DrawFn) -> dict[str, Any]:
+    """Mostly the schema's features with values of its kinds, sometimes one absent or extra."""
+    feats = {name: draw(strategy) for name, strategy in schema_values.items()}
+    change = draw(st.integers(0, 7))
+    if change == 0:
+        del feats[draw(st.sampled_from(sorted(feats)))]
+    elif change == 1:
+        feats[draw(st.sampled_from(["z", "get", "keys"]))] = draw(scalars)
+    return feats
+
+
+def _kinds_hold(feats: dict[str, Any]) -> bool:
+    def number(v: Any) -> bool:
+        return v is None or (type(v) in (int, float) and abs(v) < 1e300)
+
+    return (
+        feats.keys() == {"x", "y", "c", "b"}
+        and number(feats["x"])
+        and number(feats["y"])
+        and (feats["c"] is None or type(feats["c"]) is str)
+        and (feats["b"] is None or type(feats["b"]) is bool)
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(schema_features())
+def test_a_compiled_schema_takes_exactly_the_events_of_its_schema(feats: dict[str, Any]) -> None:
+    """What the compiled decoder takes, the general decoder decodes equally; it takes every
+    event whose features have the schema's names and kinds, and nothing else."""
+    raw = json.dumps({**BASE, "features": feats}).encode()
+    general = decode_prediction(raw)
+    try:
+        typed = SCHEMA.one.decode(raw)
+    except (msgspec.DecodeError, ValueError):
+        typed = None
+    event(f"compiled schema: {'takes' if typed is not None else 'leaves'}")
+    if general is None:
+        assert typed is None
+        return
+    assert (typed is not None) == _kinds_hold(feats), feats
+    if typed is not None:
+        assert isinstance(typed.features, SCHEMA.features)
+        assert _same(as_event(typed), as_event(general))
+        assert dict(typed["features"]) == general["features"]
+
+
+def test_a_decoder_tries_its_schemas_then_the_general_decoder() -> None:
+    decoder = FastDecoder()
+    assert decoder.compile(["x", "y"], [("c", str), ("b", bool)]) is not None
+    other = decoder.compile(["amount"], [])
+    assert other is not None and decoder.compile(["amount"], []) is other  # compiled once
+    lines = [
+        orjson.dumps({**BASE, "features": {"x": 1, "y": None, "c": "DE", "b": True}}),
+        orjson.dumps({**BASE, "features": {"amount": 2.5}}),
+        orjson.dumps({**BASE, "features": {"amount": 2.5, "new": 1}}),
+        b'{"broken": ',
+    ]
+    got = decoder.lines(lines)
+    assert [type(g.features).__name__ if g is not None else None for g in got] == [
+        "Schema0Features",
+        "Schema1Features",
+        "dict",
+        None,
+    ]
+    envelope = b'{"events": [' + lines[0] + b"," + lines[0] + b"]}"
+    assert [type(e).__name__ for e in decoder.message(envelope) or []] == ["Schema0Prediction"] * 2
+    mixed = b'{"events": [' + lines[0] + b"," + lines[1] + b"]}"
+    assert [type(e).__name__ for e in decoder.message(mixed) or []] == ["FastPrediction"] * 2
+
+
+def _columns_equal(a: Any, b: Any) -> None:
+    assert a.n == b.n and a.unexpected == b.unexpected
+    for block in ("numeric", "categorical"):
+        x, y = getattr(a, block), getattr(b, block)
+        assert x.names == y.names
+        for part in ("null", "absent", "wrong_type", *(("nan_inf",) if block == "numeric" else ())):
+            np.testing.assert_array_equal(getattr(x, part), getattr(y, part), err_msg=part)
+    np.testing.assert_array_equal(a.numeric.values, b.numeric.values)
+    for u, v in zip(a.categorical.codes, b.categorical.codes, strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_windows_of_compiled_events_give_the_columns_of_the_general_path(tmp_path: Path) -> None:
+    """The stream's compiled schema and ``attribute_columns`` see a window as the feature dicts
+    and the general column code do: values, nulls and category codes."""
+    path = tmp_path / "ev.jsonl"
+    generate("missing-spike", 30_000, 3).write(path)
+    lines = path.read_bytes().splitlines()
+    pipeline = Pipeline()
+    pipeline.process_lines(lines[:6_000])
+    (stream,) = pipeline.streams.values()
+    det, schema = stream.detector, stream.schema
+    assert det is not None and schema is not None
+    compared = nulls = 0
+    for k in range(6_000, len(lines), 1_000):
+        typed = pipeline.decoder.lines(lines[k : k + 1_000])
+        if not all(
+            isinstance(e, FastPrediction) and isinstance(e.features, schema.features) for e in typed
+        ):
+            continue
+        general = [as_event(e) for e in typed if e is not None]
+        fast_cols, *fast_rest = window_inputs(det, typed, schema)
+        cols, *rest = window_inputs(det, general)
+        _columns_equal(fast_cols, cols)
+        for u, v in zip(fast_rest, rest, strict=True):
+            np.testing.assert_array_equal(u, v)
+        compared += 1
+        nulls += int(fast_cols.numeric.null.sum())
+    assert compared >= 20 and nulls > 0, (compared, nulls)
