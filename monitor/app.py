@@ -126,9 +126,11 @@ def build_app(
     ``observability`` gets the pipeline's windows, every message and the consumer's lag."""
     k = settings.kafka
     t = settings.topics
+    datadir = k.state_dir()
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         k.group_id,
-        datadir=str(k.state_dir()),
+        datadir=str(datadir),
         broker=_broker_url(k.bootstrap_servers),
         broker_credentials=broker_credentials(settings),
         value_serializer="raw",

@@ -64,5 +64,6 @@ def test_worker_files_live_in_the_state_directory_not_the_working_directory(
     kafka = {"bootstrap_servers": "127.0.0.1:1", "group_id": "g1"}
     got = probe({"kafka": kafka}, env={"XDG_STATE_HOME": str(tmp_path / "state")})
     assert got["datadir"] == str(tmp_path / "state" / "driftwatch" / "g1")
+    assert (tmp_path / "state" / "driftwatch").is_dir()  # Faust makes only the last level
     mine = probe({"kafka": {**kafka, "data_dir": str(tmp_path / "mine")}})
     assert mine["datadir"] == str(tmp_path / "mine" / "g1")
