@@ -9,6 +9,7 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
+from msgspec import to_builtins
 
 from detectors.columns import (
     Columns,
@@ -23,7 +24,7 @@ from detectors.performance import ErrorMonitor
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.window import DetectorSettings, WindowDetector, WindowReport
 from monitor.events import FeatureEvent, PredictionEvent, epoch_seconds
-from monitor.fastdecode import FastOutput, FastPrediction, FeatureSchema
+from monitor.fastdecode import FastFeatures, FastOutput, FastPrediction, FeatureSchema
 
 StreamKey = tuple[str, str]
 
@@ -99,8 +100,17 @@ def _field(events: Sequence[Any], fast: attrgetter[Any], slow: itemgetter[Any]) 
 
 
 def features_of(events: Sequence[Any]) -> list[Any]:
-    """The ``features`` dict of every event."""
+    """The ``features`` of every event: dicts, or structs of a compiled schema."""
     return _field(events, _A_FEATURES, _FEATURES)
+
+
+def feature_dicts(features: list[Any]) -> list[Any]:
+    """``features`` with the structs of compiled schemas turned into dicts (C-level), for the
+    general column code: a window mixing both kinds would otherwise read every value of
+    every struct through a Python-level ``__getitem__``."""
+    if not any(issubclass(t, FastFeatures) for t in set(map(type, features))):
+        return features
+    return [to_builtins(f) if isinstance(f, FastFeatures) else f for f in features]
 
 
 def scores_of(events: Sequence[Any]) -> np.ndarray:
@@ -177,6 +187,7 @@ def window_inputs(
             feats, schema.numeric, schema.categorical, det.indexes[:nf], det.unseen_codes[:nf]
         )
         return (cols, *_outputs(det, evs))
+    feats = feature_dicts(feats)
     nb = dense_numeric_block(feats, det.numeric_names)
     if nb is None:
         values = extract(feats, det.numeric_names + det.categorical_names)
@@ -295,7 +306,7 @@ class ModelStream:
             self.key[0],
             self.key[1],
             "warmup",
-            features_of(evs),
+            feature_dicts(features_of(evs)),
             scores_of(evs),
             labels_of(evs),
             latency_of(evs),

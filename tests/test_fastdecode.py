@@ -449,3 +449,11 @@ def test_windows_of_compiled_events_give_the_columns_of_the_general_path(tmp_pat
         compared += 1
         nulls += int(fast_cols.numeric.null.sum())
     assert compared >= 20 and nulls > 0, (compared, nulls)
+    # One event without a feature: the window mixes structs and dicts and takes the general path.
+    mixed: list[Any] = list(typed)
+    mixed[3] = as_event(mixed[3])
+    del mixed[3]["features"][det.numeric_names[0]]
+    plain = [as_event(e) for e in mixed]
+    mixed_cols, *_ = window_inputs(det, mixed, schema)
+    _columns_equal(mixed_cols, window_inputs(det, plain)[0])
+    assert mixed_cols.numeric.absent[0] == 1
