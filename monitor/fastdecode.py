@@ -161,9 +161,10 @@ class FeatureSchema:
 
 
 def compile_schema(
-    numeric: Sequence[str], categorical: Sequence[tuple[str, type]], name: str = "Schema"
+    numeric: Sequence[str], categorical: Sequence[tuple[str, Any]], name: str = "Schema"
 ) -> FeatureSchema:
-    """A :class:`FeatureSchema` for ``numeric`` features and ``(feature, kind)`` categorical ones.
+    """A :class:`FeatureSchema` for ``numeric`` features and ``(feature, kind)`` categorical ones
+    (kind ``str``, ``bool`` or a ``Literal`` of the strings allowed).
 
     >>> s = compile_schema(["amount"], [("country", str)])
     >>> ev = s.one.decode(b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0,'
@@ -251,7 +252,7 @@ class FastDecoder:
         self._many: list[Any] = [_MANY.decode]
 
     def compile(
-        self, numeric: Sequence[str], categorical: Sequence[tuple[str, type]]
+        self, numeric: Sequence[str], categorical: Sequence[tuple[str, Any]]
     ) -> FeatureSchema | None:
         """The schema of these features (compiled once), or ``None`` beyond the limit."""
         key = (tuple(numeric), tuple(categorical))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import attrgetter, itemgetter, lt
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from alerting.notify import build_tracker
 from alerting.state import AlertTracker
@@ -498,16 +498,29 @@ class Pipeline:
         return stream
 
     def _compile(self, stream: ModelStream) -> None:
-        """Compile the stream's feature schema into the decoder (see ``FastDecoder``)."""
+        """Compile the stream's feature schema into the decoder (see ``FastDecoder``).
+
+        A categorical feature whose reference vocabulary looks closed (no rare category and
+        no value seen only once, so new values are improbable) is compiled as that set of
+        strings: the decoder then returns the reference's own string objects, with no new
+        string to allocate and hash per event. A value outside the set sends its event to the
+        general decoder (and its window to the general column path), which counts it as
+        unseen.
+        """
         det = stream.detector
         if det is None:
             return
-        kinds: list[tuple[str, type]] = []
+        kinds: list[tuple[str, Any]] = []
         for name, index in zip(det.categorical_names, det.indexes, strict=False):
-            types = {type(k) for k in index if k is not None}
+            values = [k for k in index if k is not None]
+            types = set(map(type, values))
             if len(types) > 1 or not types <= {str, bool}:
                 return  # a feature of mixed kinds: every window takes the general path
-            kinds.append((name, types.pop() if types else str))
+            kind: Any = types.pop() if types else str
+            ref = det.profile.categorical[name]
+            if kind is str and values and not ref.rare and not ref.singletons:
+                kind = Literal[tuple(values)]
+            kinds.append((name, kind))
         stream.schema = self.decoder.compile(det.numeric_names, kinds)
 
     def _error_monitor(self, stream: ModelStream) -> ErrorMonitor:

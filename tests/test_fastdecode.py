@@ -12,11 +12,12 @@ import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
 import orjson
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -244,9 +245,11 @@ def _key(t: Transition) -> tuple[object, ...]:
     return (t.alertname, tuple(sorted(t.labels.items())), t.state.value, t.offset)
 
 
-def test_batch_path_decides_what_the_per_event_path_decides(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scenario", ["abrupt-shift", "category-shift"])
+def test_batch_path_decides_what_the_per_event_path_decides(tmp_path: Path, scenario: str) -> None:
+    """Category shift brings values outside a compiled closed vocabulary (general decoder)."""
     path = tmp_path / "ev.jsonl"
-    generate("abrupt-shift", 24_000, 5).write(path)
+    generate(scenario, 24_000, 5).write(path)
     lines = _two_models(path.read_bytes().splitlines())
 
     batch = Pipeline()
@@ -457,3 +460,15 @@ def test_windows_of_compiled_events_give_the_columns_of_the_general_path(tmp_pat
     mixed_cols, *_ = window_inputs(det, mixed, schema)
     _columns_equal(mixed_cols, window_inputs(det, plain)[0])
     assert mixed_cols.numeric.absent[0] == 1
+
+
+def test_a_closed_vocabulary_returns_the_reference_strings_and_leaves_others() -> None:
+    schema = compile_schema([], [("c", Literal["DE", "FR"])])
+    de = "".join(["D", "E"])  # an equal string that is not the literal's object
+    ev = schema.one.decode(orjson.dumps({**BASE, "features": {"c": de}}))
+    value = getattr(ev.features, "f0")  # noqa: B009 - the attribute of the compiled struct
+    assert value == "DE" and value is not de and value is ev["features"]["c"]
+    decoder = FastDecoder()
+    decoder.compile([], [("c", Literal["DE", "FR"])])
+    (us,) = decoder.lines([orjson.dumps({**BASE, "features": {"c": "US"}})])
+    assert us is not None and us["features"] == {"c": "US"}  # the general decoder's dict
