@@ -464,10 +464,9 @@ def test_windows_of_compiled_events_give_the_columns_of_the_general_path(tmp_pat
 
 def test_a_closed_vocabulary_returns_the_reference_strings_and_leaves_others() -> None:
     schema = compile_schema([], [("c", Literal["DE", "FR"])])
-    de = "".join(["D", "E"])  # an equal string that is not the literal's object
-    ev = schema.one.decode(orjson.dumps({**BASE, "features": {"c": de}}))
-    value = getattr(ev.features, "f0")  # noqa: B009 - the attribute of the compiled struct
-    assert value == "DE" and value is not de and value is ev["features"]["c"]
+    raw = orjson.dumps({**BASE, "features": {"c": "DE"}})
+    one, two = schema.one.decode(raw), schema.one.decode(raw)
+    assert one["features"]["c"] == "DE" and one["features"]["c"] is two["features"]["c"]
     decoder = FastDecoder()
     decoder.compile([], [("c", Literal["DE", "FR"])])
     (us,) = decoder.lines([orjson.dumps({**BASE, "features": {"c": "US"}})])
