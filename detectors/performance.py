@@ -11,6 +11,7 @@ feeds the binary error stream to River's DDM, latched like the other change dete
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
@@ -45,6 +46,11 @@ class LabelJoiner:
         How long (event time) a prediction waits for its label.
     max_entries
         Memory bound; the oldest predictions are dropped first when it is reached.
+
+    Batches of predictions (:meth:`add_many`) are kept as they come, three lists each, and put
+    into the id index only when a label is looked up: a stream whose labels never come (or
+    come rarely) then costs no hash-table insert per prediction, which on a 100,000-entry
+    table was about 0.7 µs per event of replay, mostly cache misses.
     """
 
     def __init__(self, ttl_seconds: float, max_entries: int) -> None:
@@ -57,26 +63,23 @@ class LabelJoiner:
         # Plain (stream, predicted, timestamp) tuples: a NamedTuple per entry would cost a
         # Python-level call for each prediction of the stream.
         self._pending: dict[str, tuple[int, Predicted, Any]] = {}
+        # Batches not yet in ``_pending`` (all newer than its entries), oldest first:
+        # (event ids, stream, predicted values, timestamps).
+        self._batches: deque[tuple[list[str], int, list[Predicted], list[Any]]] = deque()
+        self._batched = 0
         self.joined = 0
         self.unmatched = 0
         self.expired = 0
         self.evicted = 0
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + self._batched
 
     def add(self, event_id: str, pending: Pending) -> None:
         """Remember one prediction (call :meth:`trim` now and then to bound memory)."""
+        if self._batches:
+            self._index()
         self._pending[event_id] = pending
-
-    def trim(self, now: float) -> None:
-        """Apply both bounds: expire by ``ttl_seconds``, then evict beyond ``max_entries``."""
-        self.expire(now)
-        over = len(self._pending) - self.max_entries
-        if over > 0:
-            self.evicted += over
-            for key in list(islice(self._pending, over)):
-                del self._pending[key]
 
     def add_many(
         self,
@@ -86,16 +89,57 @@ class LabelJoiner:
         timestamps: Iterable[Any],
     ) -> None:
         """Remember a batch of predictions of one stream (``ids``, ``predicted`` and
-        ``timestamps`` of equal length; the entries are built by C-level ``zip``)."""
-        self._pending.update(zip(ids, zip(repeat(stream), predicted, timestamps), strict=True))
-        over = len(self._pending) - self.max_entries
+        ``timestamps`` of equal length)."""
+        batch = (list(ids), stream, list(predicted), list(timestamps))
+        if not len(batch[0]) == len(batch[2]) == len(batch[3]):
+            raise ValueError("ids, predicted and timestamps differ in length")
+        self._batches.append(batch)
+        self._batched += len(batch[0])
+        over = len(self) - self.max_entries
         if over > 0:
             self.evicted += over
-            for key in list(islice(self._pending, over)):
-                del self._pending[key]
+            self._drop_oldest(over)
+
+    def _index(self) -> None:
+        """Put the waiting batches into the id index (built by C-level ``zip``)."""
+        update = self._pending.update
+        for ids, stream, predicted, timestamps in self._batches:
+            update(zip(ids, zip(repeat(stream), predicted, timestamps), strict=True))
+        self._batches.clear()
+        self._batched = 0
+
+    def _drop_oldest(self, count: int) -> None:
+        """Forget the ``count`` oldest predictions (indexed ones are the oldest)."""
+        pending = self._pending
+        if pending:
+            keys = list(islice(pending, count))
+            for key in keys:
+                del pending[key]
+            count -= len(keys)
+        batches = self._batches
+        while count > 0 and batches:
+            ids, stream, predicted, timestamps = batches[0]
+            if len(ids) <= count:
+                batches.popleft()
+                self._batched -= len(ids)
+                count -= len(ids)
+            else:
+                batches[0] = (ids[count:], stream, predicted[count:], timestamps[count:])
+                self._batched -= count
+                count = 0
+
+    def trim(self, now: float) -> None:
+        """Apply both bounds: expire by ``ttl_seconds``, then evict beyond ``max_entries``."""
+        self.expire(now)
+        over = len(self) - self.max_entries
+        if over > 0:
+            self.evicted += over
+            self._drop_oldest(over)
 
     def pop(self, event_id: str) -> Pending | None:
         """The prediction for ``event_id``, removed from memory; ``None`` if unknown or gone."""
+        if self._batches:
+            self._index()
         found = self._pending.pop(event_id, None)
         if found is None:
             self.unmatched += 1
@@ -111,18 +155,29 @@ class LabelJoiner:
         (1, 1)
         """
         limit = now - self.ttl_seconds
-        stale = []
-        for key, (_, _, t) in self._pending.items():
-            ts = t if isinstance(t, float | int) else _epoch(t)
-            if ts >= limit:
+        stale = 0
+        for _, _, t in self._pending.values():
+            if (t if isinstance(t, float | int) else _epoch(t)) >= limit:
                 break
-            stale.append(key)
-        for key in stale:
-            del self._pending[key]
-        self.expired += len(stale)
+            stale += 1
+        else:
+            for _, _, _, timestamps in self._batches:
+                fresh = False
+                for t in timestamps:
+                    if (t if isinstance(t, float | int) else _epoch(t)) >= limit:
+                        fresh = True
+                        break
+                    stale += 1
+                if fresh:
+                    break
+        if stale:
+            self._drop_oldest(stale)
+        self.expired += stale
 
     def snapshot(self) -> list[tuple[str, int, Predicted, float]]:
         """The pending predictions, oldest first, as JSON-friendly tuples."""
+        if self._batches:
+            self._index()
         return [(k, *p) for k, p in self._pending.items()]
 
 

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from detectors.calibration import count_threshold, normal_quantile
@@ -14,6 +16,72 @@ from detectors.performance import ErrorMonitor, ErrorWindow, LabelJoiner, Pendin
 from detectors.profile import ErrorProfile
 
 # -- LabelJoiner ---------------------------------------------------------------------------------
+
+
+class _ReferenceJoiner:
+    """The joiner's contract in the plainest form: an insertion-ordered dict."""
+
+    def __init__(self, ttl: float, cap: int) -> None:
+        self.ttl, self.cap, self.d = ttl, cap, {}  # type: ignore[var-annotated]
+        self.expired = self.evicted = 0
+
+    def _bound(self) -> None:
+        over = len(self.d) - self.cap
+        if over > 0:
+            self.evicted += over
+            for k in list(self.d)[:over]:
+                del self.d[k]
+
+    def add_many(self, ids: list[str], stream: int, pred: list[str], ts: list[float]) -> None:
+        for k, p, t in zip(ids, pred, ts, strict=True):
+            self.d[k] = (stream, p, t)
+        self._bound()
+
+    def trim(self, now: float) -> None:
+        stale = 0
+        for _, _, t in self.d.values():
+            if t >= now - self.ttl:
+                break
+            stale += 1
+        for k in list(self.d)[:stale]:
+            del self.d[k]
+        self.expired += stale
+        self._bound()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.integers(0, 6), st.integers(0, 3)),
+            st.tuples(st.just("pop"), st.integers(0, 60), st.just(0)),
+            st.tuples(st.just("trim"), st.integers(0, 80), st.just(0)),
+        ),
+        max_size=40,
+    )
+)
+def test_label_joiner_batches_behave_as_an_ordered_map(ops: list[tuple[str, int, int]]) -> None:
+    """Batches kept unindexed until a label is looked up change nothing a caller can see."""
+    joiner, ref = LabelJoiner(20, 9), _ReferenceJoiner(20, 9)
+    seq = 0
+    for op, a, b in ops:
+        if op == "add":
+            ids = [f"e{seq + i}" for i in range(a)]
+            ts = [float(seq + i) for i in range(a)]
+            preds = [f"p{seq + i}" for i in range(a)]
+            seq += a
+            joiner.add_many(iter(ids), b, preds, iter(ts))
+            ref.add_many(ids, b, preds, ts)
+        elif op == "pop":
+            got = joiner.pop(f"e{a}")
+            want = ref.d.pop(f"e{a}", None)
+            assert (tuple(got) if got is not None else None) == want
+        else:
+            joiner.trim(float(a))
+            ref.trim(float(a))
+        assert len(joiner) == len(ref.d)
+        assert (joiner.expired, joiner.evicted) == (ref.expired, ref.evicted)
+    assert joiner.snapshot() == [(k, *v) for k, v in ref.d.items()]
 
 
 def test_joiner_rejects_bad_bounds() -> None:
