@@ -12,7 +12,7 @@ feeds the binary error stream to River's DDM, latched like the other change dete
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC
 from itertools import islice, repeat
@@ -46,6 +46,9 @@ class LabelJoiner:
         How long (event time) a prediction waits for its label.
     max_entries
         Memory bound; the oldest predictions are dropped first when it is reached.
+    predicted
+        Turns a batch's model outputs (:meth:`add_many`) into the values a label grades;
+        applied only when the batch is indexed. Default: the outputs are those values.
 
     Batches of predictions (:meth:`add_many`) are kept as they come, three lists each, and put
     into the id index only when a label is looked up: a stream whose labels never come (or
@@ -53,19 +56,25 @@ class LabelJoiner:
     table was about 0.7 µs per event of replay, mostly cache misses.
     """
 
-    def __init__(self, ttl_seconds: float, max_entries: int) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float,
+        max_entries: int,
+        predicted: Callable[[list[Any]], list[Predicted]] | None = None,
+    ) -> None:
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be > 0")
         if max_entries < 1:
             raise ValueError("max_entries must be >= 1")
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
+        self._predicted = predicted
         # Plain (stream, predicted, timestamp) tuples: a NamedTuple per entry would cost a
         # Python-level call for each prediction of the stream.
         self._pending: dict[str, tuple[int, Predicted, Any]] = {}
         # Batches not yet in ``_pending`` (all newer than its entries), oldest first:
-        # (event ids, stream, predicted values, timestamps).
-        self._batches: deque[tuple[list[str], int, list[Predicted], list[Any]]] = deque()
+        # (event ids, stream, model outputs, timestamps).
+        self._batches: deque[tuple[list[str], int, list[Any], list[Any]]] = deque()
         self._batched = 0
         self.joined = 0
         self.unmatched = 0
@@ -85,12 +94,12 @@ class LabelJoiner:
         self,
         ids: Iterable[str],
         stream: int,
-        predicted: Iterable[Predicted],
+        outputs: Iterable[Any],
         timestamps: Iterable[Any],
     ) -> None:
-        """Remember a batch of predictions of one stream (``ids``, ``predicted`` and
-        ``timestamps`` of equal length)."""
-        batch = (list(ids), stream, list(predicted), list(timestamps))
+        """Remember a batch of predictions of one stream (``ids``, model ``outputs`` and
+        ``timestamps`` of equal length; see ``predicted``)."""
+        batch = (list(ids), stream, list(outputs), list(timestamps))
         if not len(batch[0]) == len(batch[2]) == len(batch[3]):
             raise ValueError("ids, predicted and timestamps differ in length")
         self._batches.append(batch)
@@ -103,7 +112,9 @@ class LabelJoiner:
     def _index(self) -> None:
         """Put the waiting batches into the id index (built by C-level ``zip``)."""
         update = self._pending.update
-        for ids, stream, predicted, timestamps in self._batches:
+        convert = self._predicted
+        for ids, stream, outputs, timestamps in self._batches:
+            predicted = convert(outputs) if convert is not None else outputs
             update(zip(ids, zip(repeat(stream), predicted, timestamps), strict=True))
         self._batches.clear()
         self._batched = 0

@@ -162,7 +162,7 @@ class Pipeline:
         self.streams: dict[StreamKey, ModelStream] = {}
         self._by_index: list[ModelStream] = []
         lab = self.settings.labels
-        self.joiner = LabelJoiner(lab.ttl, lab.max_pending)
+        self.joiner = LabelJoiner(lab.ttl, lab.max_pending, predicted_many)
         self.rejections: list[Rejection] = []
         self.keep_rejections = 1000
         self.checkpoints = checkpoints
@@ -307,7 +307,7 @@ class Pipeline:
             joiner.add_many(
                 map(event_id, take),
                 stream.index,
-                predicted_many(list(map(prediction, take))),
+                map(prediction, take),
                 map(timestamp, take),
             )
             for ev in reversed(take):

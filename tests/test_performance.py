@@ -62,7 +62,8 @@ class _ReferenceJoiner:
 )
 def test_label_joiner_batches_behave_as_an_ordered_map(ops: list[tuple[str, int, int]]) -> None:
     """Batches kept unindexed until a label is looked up change nothing a caller can see."""
-    joiner, ref = LabelJoiner(20, 9), _ReferenceJoiner(20, 9)
+    joiner = LabelJoiner(20, 9, predicted=lambda outputs: [o.upper() for o in outputs])
+    ref = _ReferenceJoiner(20, 9)
     seq = 0
     for op, a, b in ops:
         if op == "add":
@@ -70,8 +71,8 @@ def test_label_joiner_batches_behave_as_an_ordered_map(ops: list[tuple[str, int,
             ts = [float(seq + i) for i in range(a)]
             preds = [f"p{seq + i}" for i in range(a)]
             seq += a
-            joiner.add_many(iter(ids), b, preds, iter(ts))
-            ref.add_many(ids, b, preds, ts)
+            joiner.add_many(iter(ids), b, iter(preds), iter(ts))
+            ref.add_many(ids, b, [p.upper() for p in preds], ts)
         elif op == "pop":
             got = joiner.pop(f"e{a}")
             want = ref.d.pop(f"e{a}", None)
