@@ -400,6 +400,7 @@ class KafkaAdapter:
             "dead_letters": self.stats.dead_letters,
             "duplicates_skipped": s.duplicates,
             "streams_restored": s.restored,
+            "streams_stale": s.stale,
             "windows": s.windows,
             "checkpoints": self.stats.checkpoints,
             "acked": self.stats.acked,

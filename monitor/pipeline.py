@@ -93,6 +93,8 @@ class PipelineStats:
     windows: int = 0
     duplicates: int = 0
     restored: int = 0
+    #: Streams rebuilt because another worker advanced their checkpoints (a rebalance).
+    stale: int = 0
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -278,8 +280,7 @@ class Pipeline:
     ) -> None:
         _, event_id, prediction, timestamp = getters
         stream = self.streams.get(key)
-        if stream is None:
-            stream = self._new_stream(key)
+        stream = self._new_stream(key) if stream is None else self._current(stream)
         floor = self._floor(stream, source)
         if positions[0] <= floor or not _increasing(positions):
             # Re-delivered input: before what this stream applied, or a message twice in one
@@ -423,8 +424,7 @@ class Pipeline:
         else:
             key = (event["model"], FEATURE_STREAM_VERSION)
         stream = self.streams.get(key)
-        if stream is None:
-            stream = self._new_stream(key)
+        stream = self._new_stream(key) if stream is None else self._current(stream)
         if offset <= self._floor(stream, source):
             stats.duplicates += 1
             return
@@ -473,11 +473,36 @@ class Pipeline:
             return stream.last_position(source)
         return stream.applied.get(source, -1)
 
+    def _current(self, stream: ModelStream) -> ModelStream:
+        """``stream``, or its successor rebuilt from the changelog when another worker
+        advanced it (live worker only).
+
+        A rebalance may give this worker's partitions to another worker and later give them
+        back; meanwhile the other worker's checkpoints move past what this one remembers. A
+        checkpoint whose input positions lie beyond the stream's own is such a one: the stale
+        stream is dropped and a new one is restored from the checkpoint (input after it was
+        never acknowledged, so Kafka delivers it again). The new stream takes the old one's
+        slot, so predictions waiting in the label join are graded by it. Costs one table
+        read per batch and stream.
+        """
+        if self.checkpoints is None or not self.checkpointing:
+            return stream
+        state = self.checkpoints(stream.group)
+        if not state:
+            return stream
+        applied = state.get("applied") or {}
+        if all(int(pos) <= stream.last_position(src) for src, pos in applied.items()):
+            return stream
+        del self.streams[stream.key]
+        self.stats.stale += 1
+        return self._new_stream(stream.key)
+
     def _new_stream(self, key: StreamKey) -> ModelStream:
         cfg = self.settings
+        old = next((s.index for s in self._by_index if s.key == key), None)
         stream = ModelStream(
             key=key,
-            index=len(self._by_index),
+            index=len(self._by_index) if old is None else old,
             settings=self._detector_settings,
             warmup_events=cfg.reference.warmup_events,
             bins=cfg.reference.bins,
@@ -490,7 +515,10 @@ class Pipeline:
             stream.use_profile(ref)
             self._compile(stream)
         self.streams[key] = stream
-        self._by_index.append(stream)
+        if old is None:
+            self._by_index.append(stream)
+        else:
+            self._by_index[old] = stream
         if self.checkpoints is not None:
             state = self.checkpoints(stream.group)
             if state is not None:

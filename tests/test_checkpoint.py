@@ -74,3 +74,30 @@ def test_firing_alert_is_not_sent_again_after_restart() -> None:
     assert [t for t in after if t.state.value in ("pending", "firing")] == []
     assert second.stats.duplicates == 0 or second.stats.duplicates < 1000
     assert [a.state.value for a in second.tracker.firing()] == ["firing"]
+
+
+def test_a_partition_taken_away_and_given_back_resumes_from_its_newest_checkpoint() -> None:
+    """Worker 1 loses the partition, worker 2 advances the stream's checkpoint, worker 1 gets
+    it back: it rebuilds the stream from that checkpoint, not from its stale memory."""
+    lines = list(generate("abrupt-shift", 30_000, 5).lines())
+    straight = feed(Pipeline(checkpointing=True), lines, 0, len(lines), {})
+    table: dict[str, Any] = {}
+    one = Pipeline(checkpoints=table.get, checkpointing=True)
+    out = feed(one, lines, 0, 12_345, table)
+    moved_at = one.safe_position(SOURCE) or 12_345
+    two = Pipeline(checkpoints=table.get, checkpointing=True)
+    out += feed(two, lines, moved_at, 24_321, table)
+    back_at = two.safe_position(SOURCE) or 24_321
+    stale = one.streams[("fraud", "v1")]
+    out += feed(one, lines, back_at, len(lines), table)
+    stream = one.streams[("fraud", "v1")]
+    assert stream is not stale and one.stats.stale == 1 and one.stats.restored == 1
+    assert stream.events == 30_000 and stream.index == 0  # its slot, for the label join
+    assert len(one._by_index) == 1 and one._by_index[0] is stream
+    firing = [key(t) for t in out if t.state.value == "firing"]
+    assert firing == [key(t) for t in straight if t.state.value == "firing"]
+    # Its own checkpoints never make a stream stale.
+    own: dict[str, Any] = {}
+    again = Pipeline(checkpoints=own.get, checkpointing=True)
+    feed(again, lines, 0, 9_000, own)
+    assert own and again.stats.stale == 0 and again.streams[("fraud", "v1")].events == 9_000

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -184,3 +185,62 @@ def test_kill_9_and_restart_recovers_state_from_changelog(
     assert st["windows"] < (len(lines) - 5_000) // 1000  # windows before the crash not redone
     after = second.alerts_records()
     assert [r for r in after if r["state"] in ("pending", "firing")] == []  # not sent as new
+
+
+def test_partitions_given_back_resume_from_the_newest_checkpoint(
+    kafka_broker: KafkaBroker, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """Worker a loses partitions to b when b joins; b advances their streams; b stops and a
+    gets them back. a rebuilds those streams from b's checkpoints in the changelog (not from
+    what it remembered): every model version ends with each of its events counted once."""
+    topics = Topics.fresh("regain")
+    topics.create(kafka_broker.bootstrap, 2)
+    models = [f"m-{c}" for c in "abcdef"]
+    per = 6_000  # events per model version and phase
+    lines = {
+        m: list(generate("steady", 3 * per, 30 + i, model=m).lines()) for i, m in enumerate(models)
+    }
+
+    def phase(k: int) -> None:
+        msgs = [
+            (m.encode(), v)
+            for m in models
+            for _, v in envelopes(lines[m][k * per : (k + 1) * per], 250)
+        ]
+        produce(kafka_broker.bootstrap, topics.predictions, msgs)
+
+    def total(s: dict[str, Any]) -> int:
+        return sum(s.get("events_by_stream", {}).values())
+
+    cfg = topics.config(tmp_path / "monitor.yaml", kafka_broker.bootstrap, 2)
+    a = Worker(cfg, tmp_path, "a").start()
+    workers.append(a)
+    a.wait_for(lambda s: "messages" in s)
+    phase(0)
+    a.wait_for(lambda s: total(s) >= len(models) * per)
+    b = Worker(cfg, tmp_path, "b").start()
+    workers.append(b)
+    b.wait_for(lambda s: "messages" in s)
+    phase(1)
+    b.wait_for(lambda s: total(s) > 0)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        sa, sb = a.status(), b.status()
+        done = {**sa.get("events_by_stream", {}), **sb.get("events_by_stream", {})}
+        if len(done) == len(models) and min(done.values()) >= 2 * per:
+            break
+        time.sleep(0.5)
+    moved = set(b.status()["events_by_stream"])
+    assert moved and len(moved) < len(models), moved  # b took some streams, not all
+    b.stop()
+    phase(2)
+    st = a.wait_for(
+        lambda s: (
+            len(s.get("events_by_stream", {})) == len(models)
+            and min(s["events_by_stream"].values()) >= 3 * per
+        )
+    )
+    time.sleep(2)  # anything counted twice would show up now
+    st = a.status()
+    assert st["events_by_stream"] == {f"{m}/v1": 3 * per for m in models}
+    assert st["streams_stale"] == len(moved)  # rebuilt from b's checkpoints
