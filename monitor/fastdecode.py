@@ -338,17 +338,6 @@ def decode_prediction(raw: bytes) -> FastPrediction | None:
     return _GENERAL.prediction(raw)
 
 
-def decode_predictions(lines: Iterable[bytes]) -> list[FastPrediction | None]:
-    """:func:`decode_prediction` of every line."""
-    return _GENERAL.lines(lines)
-
-
-def decode_envelope(raw: bytes) -> list[FastPrediction] | None:
-    """The events of a batch envelope ``{"events": [...]}`` of valid predictions, or ``None``
-    when any element (or the envelope) needs pydantic's judgement."""
-    return _GENERAL.envelope(raw)
-
-
 def decode_message(raw: bytes) -> list[FastPrediction] | None:
     """The events of one Kafka message (a single prediction or an envelope of predictions),
     or ``None`` when pydantic must decide (see :func:`monitor.events.parse_message`).
