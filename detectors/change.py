@@ -20,14 +20,18 @@ from river import drift, stats
 #: How many inputs a latch remembers to rebuild a detector whose state is not exposed (ADWIN).
 HISTORY = 4096
 
+_PLAIN = frozenset({type(None), bool, int, float, str})
+
 
 def river_state(obj: Any) -> dict[str, Any]:
     """JSON-friendly state of a pure-Python River detector (numbers, flags, ``stats.Mean``)."""
     out: dict[str, Any] = {}
     for name, value in vars(obj).items():
-        if isinstance(value, stats.Mean):
+        if type(value) in _PLAIN:  # most values; an exact type test skips ABC checks
+            out[name] = value
+        elif isinstance(value, stats.Mean):
             out[name] = {"mean_n": value.n, "mean": value._mean}
-        elif value is None or isinstance(value, bool | int | float | str):
+        elif isinstance(value, bool | int | float | str):
             out[name] = value
     return out
 

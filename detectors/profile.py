@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any, Literal, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -151,15 +152,27 @@ class ReferenceProfile(_Frozen):
     latency: LatencyProfile | None = None
     error: ErrorProfile | None = None
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy, as pydantic makes it, without this profile's cached :attr:`json_dict` and
+        :attr:`id` (pydantic copies them along with the fields)."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in ("json_dict", "id"):
+            copy.__dict__.pop(name, None)
+        return copy
+
+    @cached_property
+    def json_dict(self) -> dict[str, Any]:
+        """``model_dump(mode="json")``, computed once (the profile is frozen): a worker puts it
+        in every checkpoint of a stream with a learned profile. Read it, never modify it."""
+        return self.model_dump(mode="json")
+
     def canonical_json(self) -> bytes:
         """The JSON whose hash is the profile id (sorted keys, no whitespace)."""
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
-        ).encode()
+        return json.dumps(self.json_dict, sort_keys=True, separators=(",", ":")).encode()
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """Content hash, ``sha256:`` plus the first 16 hex digits."""
+        """Content hash, ``sha256:`` plus the first 16 hex digits (computed once)."""
         return "sha256:" + hashlib.sha256(self.canonical_json()).hexdigest()[:16]
 
     def to_json(self) -> bytes:

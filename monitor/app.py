@@ -57,6 +57,7 @@ class CheckpointTable(MutableMapping[str, Any]):
 
     def __init__(self, table: Any) -> None:
         self.table = table
+        self._written: dict[bytes, bytes] = {}
 
     def __getitem__(self, group: str) -> Any:
         raw = self.table.get(group.encode())
@@ -65,10 +66,26 @@ class CheckpointTable(MutableMapping[str, Any]):
         return json.loads(raw)
 
     def __setitem__(self, group: str, state: Any) -> None:
-        self.table[group.encode()] = json.dumps(state, separators=(",", ":")).encode()
+        key = group.encode()
+        raw = json.dumps(state, separators=(",", ":")).encode()
+        self.table[key] = raw
+        self._written[key] = raw
 
     def __delitem__(self, group: str) -> None:
-        del self.table[group.encode()]
+        key = group.encode()
+        del self.table[key]
+        self._written.pop(key, None)
+
+    def foreign(self, group: str) -> Any:
+        """The checkpoint of ``group`` unless it is the one this table wrote last (``None``
+        then, and when there is none): what another worker, or an earlier run through the
+        changelog, stored. A byte comparison instead of decoding about 17 KB of JSON for
+        every batch (see ``Pipeline._current``)."""
+        key = group.encode()
+        raw = self.table.get(key)
+        if raw is None or raw == self._written.get(key):
+            return None
+        return json.loads(raw)
 
     def __iter__(self) -> Iterator[str]:
         return (k.decode() for k in list(self.table.keys()))
@@ -182,6 +199,7 @@ def build_app(
         settings,
         references,
         checkpoints=table.get,
+        foreign_checkpoints=table.foreign,
         checkpointing=True,
         observers=observability.observers if observability is not None else (),
     )

@@ -137,6 +137,10 @@ class Pipeline:
         Take checkpoints (see :meth:`take_checkpoints`); the live worker does, replay does not.
     observers
         Told about every closed window (:class:`WindowObserver`), e.g. metrics and traces.
+    foreign_checkpoints
+        Like ``checkpoints``, but ``None`` for a checkpoint this process stored itself (the
+        worker's table can tell without decoding it); checked for every batch (see
+        :meth:`_current`). Default: ``checkpoints``.
 
     Input positions are per *source* (a file, or one Kafka topic partition) and only grow; input
     at or before a position a stream has already applied (checkpointed, or collected since) is a
@@ -153,6 +157,7 @@ class Pipeline:
         checkpoints: Callable[[str], Mapping[str, Any] | None] | None = None,
         checkpointing: bool = False,
         observers: Sequence[WindowObserver] = (),
+        foreign_checkpoints: Callable[[str], Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.observers = list(observers)
@@ -168,6 +173,7 @@ class Pipeline:
         self.rejections: list[Rejection] = []
         self.keep_rejections = 1000
         self.checkpoints = checkpoints
+        self.foreign_checkpoints = foreign_checkpoints or checkpoints
         self.checkpointing = checkpointing
         self.position_shift = 0
         self._checkpoints: dict[str, dict[str, Any]] = {}
@@ -355,7 +361,7 @@ class Pipeline:
             "format": 1,
             "key": list(stream.key),
             "profile": (
-                stream.profile.model_dump(mode="json")
+                stream.profile.json_dict
                 if stream.profile is not None and stream.profile.source == "warmup"
                 else None
             ),
@@ -483,11 +489,11 @@ class Pipeline:
         stream is dropped and a new one is restored from the checkpoint (input after it was
         never acknowledged, so Kafka delivers it again). The new stream takes the old one's
         slot, so predictions waiting in the label join are graded by it. Costs one table
-        read per batch and stream.
+        read per batch and stream (:attr:`foreign_checkpoints`, which skips this worker's own).
         """
-        if self.checkpoints is None or not self.checkpointing:
+        if self.foreign_checkpoints is None or not self.checkpointing:
             return stream
-        state = self.checkpoints(stream.group)
+        state = self.foreign_checkpoints(stream.group)
         if not state:
             return stream
         applied = state.get("applied") or {}

@@ -19,9 +19,15 @@ from monitor.config import ConfigError, Settings
 from monitor.events import PredictionEvent, Rejection, event_kind, parse_event
 from monitor.streams import StreamKey, labels_of, latency_of, predicted_of, scores_of
 
+#: Kilobytes of lines per chunk. Small enough that a chunk's decoded events are still in the CPU
+#: cache when their window is computed and when they are freed: replaying 200,000 events went
+#: from 97-101 k to 138-147 k events/s when this went from 4,096 to 256 (same machine, minutes
+#: apart, interleaved; 128 was no faster).
+CHUNK_KB = 256
 
-def iter_lines(path: str | Path, chunk: int = 4096) -> Iterator[list[bytes]]:
-    """Lines of a file in chunks (bytes, newline included)."""
+
+def iter_lines(path: str | Path, chunk: int = CHUNK_KB) -> Iterator[list[bytes]]:
+    """Lines of a file in chunks of about ``chunk`` KB (bytes, newline included)."""
     with open(path, "rb") as f:
         while True:
             lines = f.readlines(chunk * 1024)

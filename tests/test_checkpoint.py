@@ -4,11 +4,13 @@ last safe input position decides the same alerts as one that never stopped."""
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
 
 from alerting.types import Transition
+from monitor.app import CheckpointTable
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
 
@@ -16,7 +18,7 @@ SOURCE = "predictions/0"
 
 
 def feed(
-    p: Pipeline, lines: list[bytes], start: int, stop: int, table: dict[str, Any]
+    p: Pipeline, lines: list[bytes], start: int, stop: int, table: MutableMapping[str, Any]
 ) -> list[Transition]:
     """Feed lines [start, stop) one chunk at a time, checkpointing like the Kafka adapter."""
     out: list[Transition] = []
@@ -24,8 +26,10 @@ def feed(
         chunk = lines[k : min(k + 500, stop)]
         out += p.process_lines(chunk, k, SOURCE)
         for group, state in p.take_checkpoints().items():
-            # Through JSON, as the changelog stores it.
-            table[group] = json.loads(json.dumps(state))
+            # Through JSON, as the changelog stores it (the worker's table encodes it itself).
+            table[group] = (
+                state if isinstance(table, CheckpointTable) else json.loads(json.dumps(state))
+            )
     return out
 
 
@@ -101,3 +105,38 @@ def test_a_partition_taken_away_and_given_back_resumes_from_its_newest_checkpoin
     again = Pipeline(checkpoints=own.get, checkpointing=True)
     feed(again, lines, 0, 9_000, own)
     assert own and again.stats.stale == 0 and again.streams[("fraud", "v1")].events == 9_000
+
+
+def test_checkpoint_table_tells_its_own_checkpoints_from_another_workers() -> None:
+    shared: dict[bytes, bytes] = {}  # the changelog-backed table both workers see
+    mine, theirs = CheckpointTable(shared), CheckpointTable(shared)
+    assert mine.foreign("m/v") is None
+    mine["m/v"] = {"applied": {"p/0": 5}}
+    assert mine.foreign("m/v") is None
+    assert theirs.foreign("m/v") == {"applied": {"p/0": 5}} == mine["m/v"]
+    theirs["m/v"] = {"applied": {"p/0": 9}}
+    assert mine.foreign("m/v") == {"applied": {"p/0": 9}}
+    assert theirs.foreign("m/v") is None
+    mine["m/v"] = {"applied": {"p/0": 9}}  # the same bytes again: nobody else's any more
+    assert mine.foreign("m/v") is None and theirs.foreign("m/v") is None
+    del mine["m/v"]
+    assert theirs.foreign("m/v") is None and "m/v" not in mine
+
+
+def test_partition_given_back_through_the_workers_checkpoint_tables() -> None:
+    """The rebalance case above with the worker's own table class on each side: a worker's
+    own checkpoints are recognised without decoding them, another worker's are not."""
+    lines = list(generate("abrupt-shift", 30_000, 5).lines())
+    shared: dict[bytes, bytes] = {}
+    tables = CheckpointTable(shared), CheckpointTable(shared)
+    one, two = (
+        Pipeline(checkpoints=t.get, foreign_checkpoints=t.foreign, checkpointing=True)
+        for t in tables
+    )
+    feed(one, lines, 0, 12_345, tables[0])
+    feed(two, lines, one.safe_position(SOURCE) or 12_345, 24_321, tables[1])
+    stale = one.streams[("fraud", "v1")]
+    feed(one, lines, two.safe_position(SOURCE) or 24_321, len(lines), tables[0])
+    stream = one.streams[("fraud", "v1")]
+    assert stream is not stale and one.stats.stale == 1 and stream.events == 30_000
+    assert two.stats.stale == 0 and one.stats.restored == 1

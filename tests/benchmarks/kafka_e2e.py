@@ -504,7 +504,12 @@ def _run_adapter(payload: Payload) -> RunResult:
     obs = Observability(settings)
     table = CheckpointTable({})
     pipeline = Pipeline(
-        settings, {}, checkpoints=table.get, checkpointing=True, observers=obs.observers
+        settings,
+        {},
+        checkpoints=table.get,
+        checkpointing=True,
+        observers=obs.observers,
+        foreign_checkpoints=table.foreign,
     )
 
     async def dead_letter(
