@@ -186,8 +186,10 @@ def attribute_columns(
     n = len(objs)
     f = len(numeric)
     if f:
-        rows = list(map(attrgetter(*(a for _, a in numeric)), objs))
-        values = np.ascontiguousarray(np.array(rows, dtype=np.float64).reshape(n, f).T)
+        rows = map(attrgetter(*(a for _, a in numeric)), objs)
+        # fromiter over the flattened rows: no shape or type discovery as in np.array(rows).
+        flat = chain.from_iterable(rows) if f > 1 else rows
+        values = np.fromiter(flat, dtype=np.float64, count=n * f).reshape(n, f).T.copy()
     else:
         values = np.empty((0, n), dtype=np.float64)
     null = np.count_nonzero(np.isnan(values), axis=1).astype(np.int64)
