@@ -277,15 +277,16 @@ class KafkaAdapter:
         batch is complete and should be flushed now: :data:`BATCH_MESSAGES` messages,
         :data:`BATCH_BYTES` bytes, or its first message waited :data:`BATCH_SECONDS`."""
         buffer = self._buffer
+        now = time.monotonic()
         if not buffer:
-            self._buffer_since = time.monotonic()
+            self._buffer_since = now
         buffer.append((msg, value, ack, context))
         if value is not None:
             self._buffer_bytes += len(value)
         return (
             len(buffer) >= BATCH_MESSAGES
             or self._buffer_bytes >= BATCH_BYTES
-            or time.monotonic() - self._buffer_since >= BATCH_SECONDS
+            or now - self._buffer_since >= BATCH_SECONDS
         )
 
     def stale(self) -> bool:
@@ -313,20 +314,29 @@ class KafkaAdapter:
         and one timing for the run; any other message is validated on its own as in
         :meth:`handle` (the reason, dead letters), in its place in the order.
         """
-        by_source: dict[str, list[Item]] = {}
-        for item in items:
-            by_source.setdefault(self.source(item[0]), []).append(item)
+        if not items:
+            return
+        first = items[0][0]
+        one = (first.topic, first.partition)
+        by_source: dict[str, Sequence[Item]]
+        if all((m.topic, m.partition) == one for m, *_ in items):  # one partition: no grouping
+            by_source = {self.source(first): items}
+        else:
+            grouped: dict[str, list[Item]] = {}
+            for item in items:
+                grouped.setdefault(self.source(item[0]), []).append(item)
+            by_source = dict(grouped)
         enter = self.enter
-        decode = self.pipeline.decoder.message
+        decode = self.pipeline.decoder.messages
         for source, group in by_source.items():
             run: list[tuple[Message, Callable[[], Any]]] = []
             events: list[AnyEvent] = []
             positions: list[int] = []
             size = 0
             context = None
-            for msg, value, ack, ctx in group:
-                raw = value or b""
-                fast = decode(raw) if len(raw) <= self.max_bytes else None
+            raws = [value or b"" for _, value, _, _ in group]
+            decoded = decode(raws, self.max_bytes)
+            for (msg, _, ack, ctx), raw, fast in zip(group, raws, decoded, strict=True):
                 if fast is None or len(fast) > MAX_ENVELOPE:
                     if run:
                         if enter is not None and context is not None:

@@ -413,6 +413,35 @@ def test_a_decoder_tries_its_schemas_then_the_general_decoder() -> None:
     assert [type(e).__name__ for e in decoder.message(mixed) or []] == ["FastPrediction"] * 2
 
 
+def test_messages_decodes_a_batch_of_values_as_message_does_one_by_one() -> None:
+    decoder = FastDecoder()
+    assert decoder.compile(["amount"], []) is not None
+    typed = orjson.dumps({**BASE, "features": {"amount": 2.5}})
+    general = orjson.dumps({**BASE, "features": {"amount": 2.5, "new": 1}})
+    millis = orjson.dumps({**BASE, "timestamp": 1767225600000, "features": {"amount": 1.0}})
+    envelope = b'{"events": [' + typed + b"," + general + b"]}"
+    limit = len(envelope) + 10
+    values = [
+        typed,
+        general,
+        millis,
+        envelope,
+        b'{"events": [' + typed + b", 7]}",  # pydantic decides
+        b'{"broken": ',
+        b'{"event_id": "e", "label": 1}',  # a label: pydantic decides
+        typed + b" " * limit,  # over max_bytes
+    ]
+    got = decoder.messages(values, max_bytes=limit)
+    one_by_one = [decoder.message(v) if len(v) <= limit else None for v in values]
+    assert [None if g is None else [as_event(e) for e in g] for g in got] == [
+        None if g is None else [as_event(e) for e in g] for g in one_by_one
+    ]
+    assert [None if g is None else len(g) for g in got] == [1, 1, 1, 2, None, None, None, None]
+    assert got[2] is not None and got[2][0]["timestamp"] == datetime.fromisoformat(
+        "2026-01-01T00:00:00+00:00"
+    )
+
+
 def _columns_equal(a: Any, b: Any) -> None:
     assert a.n == b.n and a.unexpected == b.unexpected
     for block in ("numeric", "categorical"):
