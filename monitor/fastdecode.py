@@ -311,30 +311,23 @@ class FastDecoder:
                 _fixed(ev)
         return events
 
-    def messages(self, raws: Iterable[bytes], max_bytes: int) -> list[list[FastPrediction] | None]:
-        """:meth:`message` of every Kafka message value, in one loop (``None`` also for a
-        value over ``max_bytes``): the worker's batches of single-event messages."""
-        out: list[list[FastPrediction] | None] = []
-        append = out.append
-        first, rest = self._one[0], self._one[1:]
-        slow = self._decode
-        for raw in raws:
+    def messages(self, raws: Sequence[bytes], max_bytes: int) -> list[list[FastPrediction] | None]:
+        """:meth:`message` of every Kafka message value (``None`` also for a value over
+        ``max_bytes``); the single events of a batch are decoded in one :meth:`lines` loop."""
+        out: list[list[FastPrediction] | None] = [None] * len(raws)
+        at: list[int] = []
+        singles: list[bytes] = []
+        for i, raw in enumerate(raws):
             if len(raw) > max_bytes:
-                append(None)
                 continue
             if raw[:9] == b'{"events"':
-                append(self.envelope(raw))
-                continue
-            try:
-                value = first(raw)
-            except _ERRORS:
-                value = slow(rest, raw)
-                if value is None:
-                    append(None)
-                    continue
-            if type(value.timestamp) is int:
-                value.timestamp = _TIMESTAMP.validate_python(value.timestamp)
-            append([value])
+                out[i] = self.envelope(raw)
+            else:
+                at.append(i)
+                singles.append(raw)
+        for i, event in zip(at, self.lines(singles), strict=True):
+            if event is not None:
+                out[i] = [event]
         return out
 
     def message(self, raw: bytes) -> list[FastPrediction] | None:
