@@ -174,7 +174,7 @@ def attribute_columns(
     and holding a number (numeric; ``None`` for null) or a category of the index's kind
     (categorical; ``None`` for null). A decoder that checked exactly that (see
     ``monitor.fastdecode``) leaves no absent key, wrong type or unexpected feature to count,
-    so one ``attrgetter`` per event and one ``np.array`` over the rows are all the work.
+    so one ``attrgetter`` per event and one ``np.fromiter`` over the rows are all the work.
 
     >>> from types import SimpleNamespace as O
     >>> idx = {"DE": 0, None: MISSING_CODE}

@@ -314,21 +314,14 @@ class KafkaAdapter:
         and one timing for the run; any other message is validated on its own as in
         :meth:`handle` (the reason, dead letters), in its place in the order.
         """
-        if not items:
-            return
-        first = items[0][0]
-        one = (first.topic, first.partition)
-        by_source: dict[str, Sequence[Item]]
-        if all((m.topic, m.partition) == one for m, *_ in items):  # one partition: no grouping
-            by_source = {self.source(first): items}
-        else:
-            grouped: dict[str, list[Item]] = {}
-            for item in items:
-                grouped.setdefault(self.source(item[0]), []).append(item)
-            by_source = dict(grouped)
+        by_partition: dict[tuple[str, int], list[Item]] = {}
+        for item in items:
+            msg = item[0]
+            by_partition.setdefault((msg.topic, msg.partition), []).append(item)
         enter = self.enter
         decode = self.pipeline.decoder.messages
-        for source, group in by_source.items():
+        for group in by_partition.values():
+            source = self.source(group[0][0])
             run: list[tuple[Message, Callable[[], Any]]] = []
             events: list[AnyEvent] = []
             positions: list[int] = []
