@@ -145,8 +145,11 @@ class _Secret:
 def _kafka_producer(config: Mapping[str, Any]) -> Producer:
     from kafka import KafkaProducer
 
-    # kafka-python 3.0 leaks a socket on every refused connection attempt (kafka/net/inet.py
-    # raises without closing it): while no broker even accepts TCP, do not build a producer.
+    from monitor.kafka_sockets import close_failed_connects
+
+    close_failed_connects()
+    # While no broker even accepts TCP, fail at once: the logger keeps its buffer and tries to
+    # build a producer again later.
     servers = config["bootstrap_servers"]
     if not _accepts_connections(servers, config.get("bootstrap_timeout_ms", 5_000) / 1000):
         shown = servers if isinstance(servers, str) else ",".join(servers)

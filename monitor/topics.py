@@ -19,6 +19,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from monitor.config import ConfigError, Settings
 from monitor.kafka_security import sasl_password, ssl_context
+from monitor.kafka_sockets import close_failed_connects
 
 log = logging.getLogger("driftwatch.topics")
 
@@ -47,6 +48,7 @@ def ensure_topics(settings: Settings) -> int:
     """Create missing input topics; return the partition count the worker must use."""
     t = settings.topics
     inputs = [t.predictions, t.features, t.labels]
+    close_failed_connects()
     try:
         admin = KafkaAdminClient(**admin_config(settings))
     except KafkaError as exc:

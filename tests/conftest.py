@@ -1,3 +1,14 @@
-"""Shared fixtures: the real Kafka broker plugin."""
+"""Shared fixtures: the real Kafka broker plugin. The tests' own kafka-python clients close the
+sockets of failed connection attempts, as driftwatch's do (monitor/kafka_sockets.py)."""
+
+import warnings
 
 pytest_plugins = ["tests.kafka_broker"]
+
+with warnings.catch_warnings():
+    # kafka-python 3.0.12 loads its protocol schemas with importlib.resources.open_text
+    # (deprecated) at import; the suite's "kafka.*" filter does not match the stdlib frame.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from monitor.kafka_sockets import close_failed_connects
+
+close_failed_connects()
