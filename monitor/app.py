@@ -13,14 +13,17 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import time
 import weakref
 from collections.abc import AsyncIterable, Iterator, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.streams import _current_event  # the ContextVar behind faust.current_event()
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from mode import Service
 
 from alerting.sinks import AlertSink
 from detectors.profile import ReferenceProfile
@@ -30,6 +33,7 @@ from monitor.http_server import Observability
 from monitor.kafka_adapter import BATCH_SECONDS, KafkaAdapter
 from monitor.kafka_security import sasl_password, ssl_context
 from monitor.pipeline import Pipeline
+from monitor.recovery_watchdog import RecoveryWatchdog, Verdict
 from monitor.streams import StreamKey
 
 log = logging.getLogger("driftwatch.worker")
@@ -102,6 +106,8 @@ def _enter(event: Any) -> None:
 
 #: Attribute of a Faust app holding the ``fetch_max_wait_ms`` its worker consumer should use.
 FETCH_WAIT_ATTR = "driftwatch_fetch_max_wait_ms"
+#: Attribute of a Faust app holding its :class:`RecoveryWatchdog`.
+WATCHDOG_ATTR = "driftwatch_recovery_watchdog"
 
 
 def _install_fetch_wait() -> None:
@@ -235,11 +241,16 @@ def build_app(
         async def poll_consumer() -> None:
             await obs.poll_consumer(app.consumer, inputs, bool(getattr(app, "in_recovery", 0)))
 
+    # Checked by a service of the worker (run_worker): app timers only start once the first
+    # recovery is complete.
+    watchdog = RecoveryWatchdog(k.recovery_stall_seconds)
+    setattr(app, WATCHDOG_ATTR, watchdog)
+
     if stats_path:
 
         @app.timer(1.0)  # type: ignore[untyped-decorator]
         async def write_stats() -> None:
-            _write_json(stats_path, adapter.status())
+            _write_json(stats_path, {**adapter.status(), "recovery_restarts": watchdog.restarts})
 
     return app, adapter
 
@@ -250,12 +261,43 @@ def _write_json(path: str, body: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+class RecoveryWatch(Service):
+    """Checks the app's :class:`RecoveryWatchdog` every second, from the worker's start (an app
+    timer would start only after the first recovery); stops the worker when it gives up."""
+
+    def __init__(self, app: faust.App, watchdog: RecoveryWatchdog) -> None:
+        super().__init__()
+        self.app = app
+        self.watchdog = watchdog
+
+    @Service.timer(1.0)
+    async def _check(self) -> None:
+        if self.watchdog.gave_up:
+            return  # stopping
+        if (
+            self.watchdog.check(cast(Any, self.app.tables).recovery, time.monotonic())
+            is Verdict.GIVE_UP
+        ):
+            os.kill(os.getpid(), signal.SIGTERM)  # a graceful stop; run_worker exits with 1
+
+
 def run_worker(app: faust.App, loglevel: str = "warning") -> None:
-    """Run the Faust worker in the foreground until SIGINT/SIGTERM."""
+    """Run the Faust worker in the foreground until SIGINT/SIGTERM (exit status 1 when table
+    recovery stalled for good, see :mod:`monitor.recovery_watchdog`)."""
     from faust.worker import Worker
 
     asyncio.set_event_loop(asyncio.new_event_loop())
-    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    watchdog = getattr(app, WATCHDOG_ATTR, None)
+    services = [RecoveryWatch(app, watchdog)] if watchdog is not None else []
+    worker = Worker(app, *services, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # no terminal escape codes in logs
-    with fewer_collections():
-        worker.execute_from_commandline()
+    try:
+        with fewer_collections():
+            worker.execute_from_commandline()
+    except SystemExit as exc:
+        if watchdog is not None and watchdog.gave_up:
+            raise SystemExit(
+                "driftwatch: table recovery made no progress (see the log); exiting so that "
+                "the worker is started again"
+            ) from exc
+        raise

@@ -122,6 +122,11 @@ class KafkaConfig(_Section):
     consumer sends no other fetch to that broker, and with one broker the ``predictions``
     partitions waited too (the envelope benchmark spent a third of its time so: 0.63 CPU).
 
+    ``recovery_stall_seconds`` (30): how long the worker's table recovery after a rebalance may
+    read no changelog record while records remain before it is started over; after three such
+    restarts the worker exits with an error, for its supervisor to restart it (see
+    ``monitor.recovery_watchdog``).
+
     ``data_dir``: where the Faust worker keeps its local files, in ``<data_dir>/<group_id>``.
     Unset, it is ``$XDG_STATE_HOME/driftwatch`` (``~/.local/state/driftwatch``), never the
     working directory. State itself lives in changelog topics; nothing there must be backed up.
@@ -140,6 +145,7 @@ class KafkaConfig(_Section):
     ssl_keyfile: str | None = None
     max_message_bytes: int = Field(16 << 20, ge=1024)
     fetch_max_wait_ms: int = Field(100, ge=0, le=30_000)
+    recovery_stall_seconds: float = Field(30.0, gt=0)
     data_dir: str | None = None
 
     def state_dir(self) -> Path:

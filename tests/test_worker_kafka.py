@@ -187,6 +187,73 @@ def test_kill_9_and_restart_recovers_state_from_changelog(
     assert [r for r in after if r["state"] in ("pending", "firing")] == []  # not sent as new
 
 
+def test_a_stalled_table_recovery_is_restarted(
+    kafka_broker: KafkaBroker, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """Faust's table recovery can hang with a changelog partition short of its highwater
+    (monitor/recovery_watchdog.py). tests.stalled_recovery makes the restarted worker's first
+    recovery hang so; the watchdog starts recovery over and the worker resumes from its
+    checkpoint, each event counted once."""
+    lines = list(generate("steady", 20_000, 11).lines())
+    topics = Topics.fresh("stall")
+    topics.create(kafka_broker.bootstrap, 2)
+    cfg = topics.config(
+        tmp_path / "monitor.yaml",
+        kafka_broker.bootstrap,
+        2,
+        kafka_extra="  recovery_stall_seconds: 2\n",
+    )
+    produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines[:10_000], 250))
+    first = Worker(cfg, tmp_path, "first").start()
+    workers.append(first)
+    first.wait_for(lambda s: s.get("events_by_stream", {}).get("fraud/v1", 0) >= 10_000)
+    first.stop()
+    produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines[10_000:], 250))
+    second = Worker(cfg, tmp_path, "second", module="tests.stalled_recovery").start()
+    workers.append(second)
+    st = second.wait_for(lambda s: s.get("events_by_stream", {}).get("fraud/v1", 0) >= 20_000)
+    log = second.log.read_text()
+    assert "stalled_recovery: seeking" in log  # the hang was injected
+    assert "restarting it (1 of 3)" in log, log[-3000:]
+    assert st["recovery_restarts"] == 1
+    assert st["streams_restored"] == 1  # from the changelog, once recovery was restarted
+    time.sleep(2)  # anything counted twice would show up now
+    assert second.status()["events_by_stream"] == {"fraud/v1": 20_000}
+
+
+def test_a_recovery_that_stays_stalled_stops_the_worker_with_an_error(
+    kafka_broker: KafkaBroker,
+    tmp_path: Path,
+    workers: list[Worker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When restarting recovery does not help, the worker exits with status 1 (for its
+    supervisor to start a fresh one) instead of waiting for ever."""
+    topics = Topics.fresh("stuck")
+    topics.create(kafka_broker.bootstrap, 1)
+    cfg = topics.config(
+        tmp_path / "monitor.yaml",
+        kafka_broker.bootstrap,
+        1,
+        kafka_extra="  recovery_stall_seconds: 1\n",
+    )
+    lines = list(generate("steady", 10_000, 12).lines())  # enough for checkpoints
+    produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines, 250))
+    first = Worker(cfg, tmp_path, "first").start()
+    workers.append(first)
+    first.wait_for(lambda s: s.get("events_by_stream", {}).get("fraud/v1", 0) >= 10_000)
+    first.stop()
+    monkeypatch.setenv("STALL_RECOVERIES", "100")  # every recovery of the next worker hangs
+    second = Worker(cfg, tmp_path, "second", module="tests.stalled_recovery").start()
+    workers.append(second)
+    assert second.proc is not None
+    assert second.proc.wait(timeout=90) == 1
+    log = second.log.read_text()
+    assert "restarting it (3 of 3)" in log, log[-3000:]
+    assert "giving up" in log
+    assert "exiting so that the worker is started again" in log
+
+
 def test_partitions_given_back_resume_from_the_newest_checkpoint(
     kafka_broker: KafkaBroker, tmp_path: Path, workers: list[Worker]
 ) -> None:

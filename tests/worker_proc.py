@@ -104,7 +104,8 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0
 class Worker:
     """``driftwatch run`` in a subprocess with its own alerts and stats files."""
 
-    def __init__(self, config: Path, workdir: Path, name: str) -> None:
+    def __init__(self, config: Path, workdir: Path, name: str, module: str = "monitor.cli") -> None:
+        self.module = module  # what ``python -m`` runs: the CLI, or a test tool wrapping it
         self.alerts = workdir / f"{name}.alerts.jsonl"
         self.stats = workdir / f"{name}.stats.json"
         self.log = workdir / f"{name}.log"
@@ -117,12 +118,14 @@ class Worker:
             [
                 sys.executable,
                 "-m",
-                "monitor.cli",
+                self.module,
                 "run",
                 "--config",
                 str(self.config),
                 "--alerts",
                 str(self.alerts),
+                "--loglevel",
+                os.environ.get("DW_TEST_LOGLEVEL", "warning"),
                 "--stats",
                 str(self.stats),
             ],
@@ -165,12 +168,13 @@ class Worker:
         self._logf.close()
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self._logf.close()
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._logf.close()  # also when the worker exited by itself
