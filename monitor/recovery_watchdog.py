@@ -32,8 +32,11 @@ log = logging.getLogger("driftwatch.recovery")
 class Recovery(Protocol):
     """What the watchdog reads of ``faust.tables.recovery.Recovery`` (``app.tables.recovery``)."""
 
-    in_recovery: bool
-    active_offsets: Mapping[Any, int | None]
+    @property
+    def in_recovery(self) -> bool: ...
+
+    @property
+    def active_offsets(self) -> Mapping[Any, int | None]: ...
 
     @property
     def signal_recovery_start(self) -> Any: ...
