@@ -157,8 +157,10 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     from monitor.app import build_app, run_worker
+    from monitor.malloc_tuning import keep_freed_memory
     from monitor.references import load_references
 
+    keep_freed_memory()
     settings = load_settings(args.config)
     if args.bootstrap:
         settings = settings.model_copy(
