@@ -62,6 +62,10 @@ class CheckpointTable(MutableMapping[str, Any]):
     def __init__(self, table: Any) -> None:
         self.table = table
         self._written: dict[bytes, bytes] = {}
+        # The JSON of learned reference profiles, by the identity of their (frozen, cached)
+        # ``json_dict``: a stream's profile is half of every checkpoint it writes (7 KB, 130 µs
+        # of ``json.dumps`` per window) and never changes.
+        self._profiles: dict[int, tuple[Any, str]] = {}
 
     def __getitem__(self, group: str) -> Any:
         raw = self.table.get(group.encode())
@@ -71,9 +75,27 @@ class CheckpointTable(MutableMapping[str, Any]):
 
     def __setitem__(self, group: str, state: Any) -> None:
         key = group.encode()
-        raw = json.dumps(state, separators=(",", ":")).encode()
+        raw = self._encode(state)
         self.table[key] = raw
         self._written[key] = raw
+
+    def _encode(self, state: Any) -> bytes:
+        """``json.dumps(state)`` (compact), with a ``profile`` member's JSON made once per
+        profile object and spliced in (as the last member)."""
+        profile = state.get("profile") if type(state) is dict else None
+        if profile is None:
+            return json.dumps(state, separators=(",", ":")).encode()
+        cached = self._profiles.get(id(profile))
+        if cached is None or cached[0] is not profile:
+            if len(self._profiles) >= 256:
+                self._profiles.clear()
+            cached = self._profiles[id(profile)] = (
+                profile,
+                json.dumps(profile, separators=(",", ":")),
+            )
+        rest = json.dumps({k: v for k, v in state.items() if k != "profile"}, separators=(",", ":"))
+        sep = "" if rest == "{}" else ","
+        return f'{rest[:-1]}{sep}"profile":{cached[1]}}}'.encode()
 
     def __delitem__(self, group: str) -> None:
         key = group.encode()

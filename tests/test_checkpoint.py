@@ -140,3 +140,25 @@ def test_partition_given_back_through_the_workers_checkpoint_tables() -> None:
     stream = one.streams[("fraud", "v1")]
     assert stream is not stale and one.stats.stale == 1 and stream.events == 30_000
     assert two.stats.stale == 0 and one.stats.restored == 1
+
+
+def test_checkpoint_table_encodes_a_profile_once_and_as_json_dumps_would() -> None:
+    shared: dict[bytes, bytes] = {}
+    table = CheckpointTable(shared)
+    profile = {"features": {"a": {"mean": 1.5, "bins": [0.0, float("inf")]}}, "n": 3}
+    states: list[dict[str, Any]] = [
+        {"format": 1, "profile": profile, "detector": {"s": float("nan")}, "windows": 1},
+        {"format": 1, "profile": profile, "detector": {"s": 2.0}, "windows": 2},
+        {"format": 1, "profile": None, "windows": 3},
+        {"profile": profile},
+        {"format": 1, "profile": dict(profile, n=4), "windows": 5},  # another profile object
+    ]
+    for state in states:
+        table["m/v"] = state
+        # The document plain json.dumps makes, NaN and infinity included (member order aside).
+        decoded = json.loads(shared[b"m/v"])
+        assert decoded.keys() == state.keys()
+        for k, v in state.items():
+            assert json.dumps(decoded[k]) == json.dumps(v), k
+        assert table["m/v"].keys() == state.keys()
+    assert len(table._profiles) == 2  # the first profile was encoded once for four writes
