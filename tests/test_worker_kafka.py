@@ -187,6 +187,33 @@ def test_kill_9_and_restart_recovers_state_from_changelog(
     assert [r for r in after if r["state"] in ("pending", "firing")] == []  # not sent as new
 
 
+def checkpointed(
+    kafka_broker: KafkaBroker,
+    tmp_path: Path,
+    workers: list[Worker],
+    tag: str,
+    partitions: int,
+    stall_seconds: float,
+    lines: list[bytes],
+) -> tuple[Topics, Path]:
+    """Fresh topics and config (``kafka.recovery_stall_seconds`` set); a first worker has
+    processed ``lines`` (model ``fraud``, enough for checkpoints in the changelog) and stopped."""
+    topics = Topics.fresh(tag)
+    topics.create(kafka_broker.bootstrap, partitions)
+    cfg = topics.config(
+        tmp_path / "monitor.yaml",
+        kafka_broker.bootstrap,
+        partitions,
+        kafka_extra=f"  recovery_stall_seconds: {stall_seconds}\n",
+    )
+    produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines, 250))
+    first = Worker(cfg, tmp_path, "first").start()
+    workers.append(first)
+    first.wait_for(lambda s: s.get("events_by_stream", {}).get("fraud/v1", 0) >= len(lines))
+    first.stop()
+    return topics, cfg
+
+
 def test_a_stalled_table_recovery_is_restarted(
     kafka_broker: KafkaBroker, tmp_path: Path, workers: list[Worker]
 ) -> None:
@@ -195,19 +222,7 @@ def test_a_stalled_table_recovery_is_restarted(
     recovery hang so; the watchdog starts recovery over and the worker resumes from its
     checkpoint, each event counted once."""
     lines = list(generate("steady", 20_000, 11).lines())
-    topics = Topics.fresh("stall")
-    topics.create(kafka_broker.bootstrap, 2)
-    cfg = topics.config(
-        tmp_path / "monitor.yaml",
-        kafka_broker.bootstrap,
-        2,
-        kafka_extra="  recovery_stall_seconds: 2\n",
-    )
-    produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines[:10_000], 250))
-    first = Worker(cfg, tmp_path, "first").start()
-    workers.append(first)
-    first.wait_for(lambda s: s.get("events_by_stream", {}).get("fraud/v1", 0) >= 10_000)
-    first.stop()
+    topics, cfg = checkpointed(kafka_broker, tmp_path, workers, "stall", 2, 2.0, lines[:10_000])
     produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines[10_000:], 250))
     second = Worker(cfg, tmp_path, "second", module="tests.stalled_recovery").start()
     workers.append(second)
@@ -229,20 +244,8 @@ def test_a_recovery_that_stays_stalled_stops_the_worker_with_an_error(
 ) -> None:
     """When restarting recovery does not help, the worker exits with status 1 (for its
     supervisor to start a fresh one) instead of waiting for ever."""
-    topics = Topics.fresh("stuck")
-    topics.create(kafka_broker.bootstrap, 1)
-    cfg = topics.config(
-        tmp_path / "monitor.yaml",
-        kafka_broker.bootstrap,
-        1,
-        kafka_extra="  recovery_stall_seconds: 1\n",
-    )
-    lines = list(generate("steady", 10_000, 12).lines())  # enough for checkpoints
-    produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines, 250))
-    first = Worker(cfg, tmp_path, "first").start()
-    workers.append(first)
-    first.wait_for(lambda s: s.get("events_by_stream", {}).get("fraud/v1", 0) >= 10_000)
-    first.stop()
+    lines = list(generate("steady", 10_000, 12).lines())
+    _, cfg = checkpointed(kafka_broker, tmp_path, workers, "stuck", 1, 1.0, lines)
     monkeypatch.setenv("STALL_RECOVERIES", "100")  # every recovery of the next worker hangs
     second = Worker(cfg, tmp_path, "second", module="tests.stalled_recovery").start()
     workers.append(second)
