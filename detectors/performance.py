@@ -15,8 +15,9 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from itertools import accumulate, islice, repeat
+from operator import attrgetter
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -49,24 +50,17 @@ class LabelJoiner:
         Memory bound; the oldest predictions are dropped first when it is reached.
     predicted
         Turns a batch's model outputs (:meth:`add_many`) into the values a label grades;
-        applied when the batch is added. Default: the outputs are those values.
+        applied only when the batch is indexed. Default: the outputs are those values.
 
     Batches of predictions (:meth:`add_many`) are kept as they come and put into the id index
     only when a label is looked up: a stream whose labels never come (or come rarely) then
     costs no hash-table insert per prediction, which on a 100,000-entry table was about 0.7 µs
-    per event of replay, mostly cache misses.
-
-    A batch is kept compact, as a few objects instead of five per prediction: its ids as one
-    string and their lengths, the values a label grades (repeated strings shared, numbers in an
-    array) and the time of its newest prediction. Holding 100,000 predictions as separate
-    objects made every later allocation land in memory that had left the CPU cache: the
-    worker's agent code over envelopes ran at 75-100 k events/s with the default
-    ``max_entries``, against 160-175 k with 1,000.
-
-    The predictions of a batch expire together, when the newest of them is older than
-    ``ttl_seconds``: each waits at least ``ttl_seconds``, and at most that plus the batch's
-    time span (milliseconds in a live stream). Converting every timestamp cost 0.2-0.5 µs per
-    event, 2-5 % of the worker's budget.
+    per event of replay, mostly cache misses. A batch is kept compact, as a few objects instead
+    of five per prediction: its ids as one string and their lengths, the values a label grades
+    (repeated strings shared, numbers in an array) and the timestamps as epoch seconds in an
+    array. Holding 100,000 predictions as separate objects made every later allocation land in
+    memory that had left the CPU cache: the worker's agent code over envelopes ran at 75-100 k
+    events/s with the default ``max_entries``, against 160-175 k with 1,000.
     """
 
     def __init__(
@@ -115,19 +109,13 @@ class LabelJoiner:
         ``timestamps`` of equal length; see ``predicted``)."""
         ids = list(ids)
         outputs = list(outputs)
-        times = list(timestamps)
+        times = _epochs(list(timestamps))
         if not len(ids) == len(outputs) == len(times):
             raise ValueError("ids, predicted and timestamps differ in length")
         if not ids:
             return
         self._batches.append(
-            (
-                "".join(ids),
-                array("q", map(len, ids)),
-                stream,
-                self._compact(outputs),
-                _newest(times),
-            )
+            ("".join(ids), array("q", map(len, ids)), stream, self._compact(outputs), times)
         )
         self._batched += len(ids)
         over = len(self) - self.max_entries
@@ -152,9 +140,8 @@ class LabelJoiner:
     def _index(self) -> None:
         """Put the waiting batches into the id index (built by C-level ``zip``)."""
         update = self._pending.update
-        for joined, lengths, stream, predicted, newest in self._batches:
-            entries = zip(repeat(stream), predicted, repeat(newest))
-            update(zip(_split(joined, lengths), entries, strict=False))  # entries: as many
+        for joined, lengths, stream, predicted, times in self._batches:
+            update(zip(_split(joined, lengths), zip(repeat(stream), predicted, times), strict=True))
         self._batches.clear()
         self._batched = 0
 
@@ -168,7 +155,7 @@ class LabelJoiner:
             count -= len(keys)
         batches = self._batches
         while count > 0 and batches:
-            joined, lengths, stream, predicted, newest = batches[0]
+            joined, lengths, stream, predicted, times = batches[0]
             if len(lengths) <= count:
                 batches.popleft()
                 self._batched -= len(lengths)
@@ -180,7 +167,7 @@ class LabelJoiner:
                     lengths[count:],
                     stream,
                     predicted[count:],
-                    newest,
+                    times[count:],
                 )
                 self._batched -= count
                 count = 0
@@ -205,13 +192,11 @@ class LabelJoiner:
         return Pending._make(found)
 
     def expire(self, now: float) -> None:
-        """Drop predictions older than ``now - ttl_seconds`` (oldest first, stops at a fresh one);
-        a batch of :meth:`add_many` counts as old as its newest prediction.
+        """Drop predictions older than ``now - ttl_seconds`` (oldest first, stops at a fresh one).
 
         >>> j = LabelJoiner(10, 100)
-        >>> j.add_many(["a"], 0, ["x"], [0.0]); j.add_many(["b", "c"], 0, ["y", "z"], [1.0, 5.0])
-        >>> j.expire(12.0); len(j), j.expired  # "b" waits for "c"
-        (2, 1)
+        >>> j.add_many(["a", "b"], 0, ["x", "y"], [0.0, 5.0]); j.expire(12.0); len(j), j.expired
+        (1, 1)
         """
         limit = now - self.ttl_seconds
         stale = 0
@@ -220,10 +205,15 @@ class LabelJoiner:
                 break
             stale += 1
         else:
-            for _, lengths, _, _, newest in self._batches:
-                if newest >= limit:
+            for _, _, _, _, times in self._batches:
+                fresh = False
+                for t in times:
+                    if t >= limit:
+                        fresh = True
+                        break
+                    stale += 1
+                if fresh:
                     break
-                stale += len(lengths)
         if stale:
             self._drop_oldest(stale)
         self.expired += stale
@@ -243,18 +233,22 @@ def _epoch(ts: Any) -> float:
 
 
 #: A batch of :meth:`LabelJoiner.add_many`: event ids joined, their lengths, stream, predicted
-#: values, the newest timestamp in epoch seconds.
-_Batch = tuple[str, "array[int]", int, Sequence[Predicted], float]
+#: values, timestamps in epoch seconds.
+_Batch = tuple[str, "array[int]", int, Sequence[Predicted], "array[float]"]
 
 
-def _newest(timestamps: list[Any]) -> float:
-    """The latest of numbers or datetimes (naive means UTC) in epoch seconds: one C-level
-    ``max`` unless naive and aware datetimes (or numbers and datetimes) are mixed."""
-    try:
-        newest = max(timestamps)
-    except TypeError:
-        return max(t if isinstance(t, float | int) else _epoch(t) for t in timestamps)
-    return float(newest) if isinstance(newest, float | int) else _epoch(newest)
+def _epochs(timestamps: list[Any]) -> array[float]:
+    """Epoch seconds of numbers or datetimes (naive means UTC), by C-level calls when all are
+    numbers or all are datetimes with a time zone (as decoded from the wire)."""
+    types = set(map(type, timestamps))
+    if types <= {float, int}:
+        return array("d", timestamps)
+    if types == {datetime} and None not in set(map(_TZINFO, timestamps)):
+        return array("d", map(datetime.timestamp, timestamps))
+    return array("d", (t if isinstance(t, float | int) else _epoch(t) for t in timestamps))
+
+
+_TZINFO = attrgetter("tzinfo")
 
 
 def _split(joined: str, lengths: array[int]) -> map[str]:

@@ -79,9 +79,8 @@ class LatencyConfig(_Section):
 
 
 class LabelsConfig(_Section):
-    """Label join: predictions wait ``ttl`` (1h event time) for their label (those that arrived
-    together wait until the newest of them is ``ttl`` old), at most ``max_pending`` (100,000)
-    at once; error windows of ``window`` labelled events (500); the
+    """Label join: predictions wait ``ttl`` (1h event time) for their label, at most
+    ``max_pending`` (100,000) at once; error windows of ``window`` labelled events (500); the
     reference error is learned from the first ``warmup`` labels (2000) unless the profile has it."""
 
     ttl: Duration = 3600.0

@@ -33,9 +33,8 @@ class _ReferenceJoiner:
                 del self.d[k]
 
     def add_many(self, ids: list[str], stream: int, pred: list[str], ts: list[float]) -> None:
-        newest = max(ts, default=0.0)  # a batch is as old as its newest prediction
-        for k, p in zip(ids, pred, strict=True):
-            self.d[k] = (stream, p, newest)
+        for k, p, t in zip(ids, pred, ts, strict=True):
+            self.d[k] = (stream, p, t)
         self._bound()
 
     def trim(self, now: float) -> None:
@@ -99,7 +98,7 @@ def test_pop_counts_joined_and_unmatched() -> None:
     j.add_many(["b", "c"], 1, [0.7, None], [2.0, 3.0])
     assert len(j) == 3
     found = j.pop("b")
-    assert found == Pending(1, 0.7, 3.0)  # the time its batch expires by (its newest)
+    assert found == Pending(1, 0.7, 2.0)
     assert j.pop("b") is None  # a label arriving twice matches once
     assert j.pop("zzz") is None
     assert j.pop("a") == Pending(0, "fraud", 1.0)
@@ -108,8 +107,7 @@ def test_pop_counts_joined_and_unmatched() -> None:
 
 def test_ttl_expiry_is_oldest_first() -> None:
     j = LabelJoiner(ttl_seconds=10, max_entries=100)
-    for k, t in zip("abcd", [0.0, 4.0, 9.9, 15.0], strict=True):
-        j.add_many([k], 0, ["x"], [t])
+    j.add_many(["a", "b", "c", "d"], 0, ["x"] * 4, [0.0, 4.0, 9.9, 15.0])
     j.expire(10.0)  # limit 0.0: nothing is strictly older
     assert (len(j), j.expired) == (4, 0)
     j.expire(14.0)  # limit 4.0: only "a" (0.0) is older
@@ -119,23 +117,6 @@ def test_ttl_expiry_is_oldest_first() -> None:
     assert [k for k, *_ in j.snapshot()] == ["d"]
     assert j.pop("a") is None
     assert j.unmatched == 1
-
-
-def test_a_batch_expires_with_its_newest_prediction() -> None:
-    j = LabelJoiner(ttl_seconds=10, max_entries=100)
-    j.add_many(["a", "b"], 0, ["x", "x"], [0.0, 4.0])
-    j.add_many(["c", "d"], 0, ["x", "x"], [3.0, 12.0])  # "c" is older than "b", yet waits for "d"
-    j.expire(14.5)  # limit 4.5: the first batch (newest 4.0) goes, the second (12.0) stays
-    assert [k for k, *_ in j.snapshot()] == ["c", "d"] and j.expired == 2
-    j.expire(22.5)
-    assert len(j) == 0 and j.expired == 4
-    # Naive and aware datetimes in one batch: naive is read as UTC.
-    t0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-    j.add_many(["e", "f"], 0, ["x", "x"], [t0, datetime(2024, 5, 1, 12, 0, 5)])
-    j.expire(t0.timestamp() + 14.9)  # limit 12:00:04.9: the newest (12:00:05) is fresh
-    assert len(j) == 2
-    j.expire(t0.timestamp() + 15.1)
-    assert len(j) == 0 and j.expired == 6
 
 
 def test_ttl_expiry_with_datetimes() -> None:
@@ -174,7 +155,7 @@ def test_add_many_eviction_counts() -> None:
     assert len(j) == 4
     assert j.evicted == 6
     snap = j.snapshot()
-    assert snap == [(f"a{i}", 2, i, 9.0) for i in range(6, 10)]  # the batch's newest time
+    assert snap == [(f"a{i}", 2, i, float(i)) for i in range(6, 10)]
     with pytest.raises(ValueError):
         j.add_many(["x", "y"], 0, ["p"], [0.0, 1.0])  # lengths must agree (strict zip)
 
