@@ -50,7 +50,7 @@ class LabelJoiner:
         Memory bound; the oldest predictions are dropped first when it is reached.
     predicted
         Turns a batch's model outputs (:meth:`add_many`) into the values a label grades;
-        applied only when the batch is indexed. Default: the outputs are those values.
+        applied when the batch is added. Default: the outputs are those values.
 
     Batches of predictions (:meth:`add_many`) are kept as they come and put into the id index
     only when a label is looked up: a stream whose labels never come (or come rarely) then

@@ -25,8 +25,10 @@ def stall_first_recovery() -> None:
 
     async def seek_offsets(self: Any, consumer: Any, tps: Any, offsets: Any, title: str) -> None:
         nonlocal left
-        ends = {tp: self.active_highwaters[tp] + 1 for tp in tps if title == "active"}
-        ends = {tp: end for tp, end in ends.items() if end > 0}
+        ends = {}
+        if title == "active":
+            ends = {tp: self.active_highwaters[tp] + 1 for tp in tps}
+            ends = {tp: end for tp, end in ends.items() if end > 0}  # partitions with records
         if ends and left > 0:
             left -= 1
             print(f"stalled_recovery: seeking {sorted(ends.items())} to their end", flush=True)

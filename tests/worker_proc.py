@@ -102,7 +102,8 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0
 
 
 class Worker:
-    """``driftwatch run`` in a subprocess with its own alerts and stats files."""
+    """``driftwatch run`` in a subprocess with its own alerts and stats files; its log level is
+    ``DW_TEST_LOGLEVEL`` from the environment (``warning``), ``info`` to debug a rebalance."""
 
     def __init__(self, config: Path, workdir: Path, name: str, module: str = "monitor.cli") -> None:
         self.module = module  # what ``python -m`` runs: the CLI, or a test tool wrapping it
