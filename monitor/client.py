@@ -145,9 +145,9 @@ class _Secret:
 def _kafka_producer(config: Mapping[str, Any]) -> Producer:
     from kafka import KafkaProducer
 
-    from monitor.kafka_sockets import close_failed_connects
+    from monitor.kafka_sockets import release_kafka_sockets
 
-    close_failed_connects()
+    release_kafka_sockets()
     # While no broker even accepts TCP, fail at once: the logger keeps its buffer and tries to
     # build a producer again later.
     servers = config["bootstrap_servers"]

@@ -1,42 +1,104 @@
-"""Close the socket of a failed kafka-python connection attempt.
+"""Make kafka-python 3.0 close every socket it opens.
 
-kafka-python 3.0 (``kafka/net/inet.py``, ``KafkaNetSocket.sock_connect``) raises when a
-connection attempt is refused or times out without closing the socket it made. The socket then
-stays open until the garbage collector finds it: one file descriptor per reconnect attempt
-while a broker is down, and a ``ResourceWarning`` at an arbitrary later moment. A timed-out
-attempt on a loaded machine can leave a *connected* socket behind (on loopback the kernel
-completes the connection at once; the attempt times out when kafka-python's network thread
-gets to it too late).
+kafka-python 3.0.12 leaves sockets to the garbage collector on four paths. Each costs a file
+descriptor until a collection, and a ``ResourceWarning`` at an arbitrary later moment; during
+a broker outage, one per reconnect attempt.
 
-:func:`close_failed_connects` wraps that one method so the socket is closed before the error
-propagates. It is idempotent, and every driftwatch module that builds kafka-python clients
-calls it first.
+1. A refused or timed-out connection attempt (``kafka/net/inet.py``,
+   ``KafkaNetSocket.sock_connect``) raises without closing its socket. A timed-out attempt on
+   a loaded machine can leave a *connected* socket behind: on loopback the kernel completes
+   the connection at once, and the attempt times out when kafka-python's network thread gets
+   to it too late.
+2. A failed TLS handshake (``KafkaSSLTransport.handshake``) raises without closing the
+   transport it was given.
+3. ``KafkaTCPTransport.close()`` with requests still buffered marks the transport closed and
+   leaves the socket to the write task. If the send then fails, the write task calls
+   ``abort()``, which does nothing on a transport already marked closed.
+4. ``KafkaNetClient.close()`` (every consumer, producer and admin client) closes its
+   connections and then stops the network loop, cancelling any write task still waiting. A
+   connection whose close waited for that write keeps its socket.
+
+:func:`release_kafka_sockets` wraps exactly those four methods: a failed attempt or handshake
+closes its socket before the error propagates, ``abort()`` closes the socket of a transport
+whose close is still pending, and a client's ``close()`` finishes by closing the socket of
+every connection that still has one (its network thread has stopped by then). It is
+idempotent, and every driftwatch module that builds kafka-python clients calls it first.
 """
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
+from kafka.net.compat import KafkaNetClient
 from kafka.net.inet import KafkaNetSocket
+from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
 
-_MARK = "_driftwatch_closes_failed_connects"
+_MARK = "_driftwatch_releases_sockets"
 
 
-def close_failed_connects() -> None:
-    """Make kafka-python close the socket of every connection attempt that raises."""
-    original = KafkaNetSocket.sock_connect
-    if getattr(original, _MARK, False):
+def release_kafka_sockets() -> None:
+    """Make kafka-python close the socket of every failed, aborted or abandoned connection."""
+    if getattr(KafkaNetClient.close, _MARK, False):
         return
+    _wrap(KafkaNetSocket, "sock_connect", _closing_failed_connect)
+    _wrap(KafkaSSLTransport, "handshake", _aborting_failed_handshake)
+    _wrap(KafkaTCPTransport, "abort", _abort_closes_pending_close)
+    _wrap(KafkaNetClient, "close", _close_leftover_sockets)
 
+
+def _wrap(cls: type, name: str, wrapper: Callable[[Any], Any]) -> None:
+    replacement = wrapper(getattr(cls, name))
+    setattr(replacement, _MARK, True)
+    setattr(cls, name, replacement)
+
+
+def _closing_failed_connect(original: Any) -> Any:
     async def sock_connect(
         self: Any, net: Any, sock: socket.socket, sockaddr: Any, timeout_at: Any = None
     ) -> Any:
         try:
             return await original(self, net, sock, sockaddr, timeout_at=timeout_at)
-        except BaseException:
+        except BaseException:  # also GeneratorExit: the network loop cancelled the attempt
             sock.close()
             raise
 
-    setattr(sock_connect, _MARK, True)
-    KafkaNetSocket.sock_connect = sock_connect
+    return sock_connect
+
+
+def _aborting_failed_handshake(original: Any) -> Any:
+    async def handshake(self: Any) -> Any:
+        try:
+            return await original(self)
+        except BaseException:
+            self.abort()
+            raise
+
+    return handshake
+
+
+def _abort_closes_pending_close(original: Any) -> Any:
+    def abort(self: Any, error: BaseException | None = None) -> Any:
+        if self._closed and self._sock is not None:  # close() was waiting for buffered writes
+            self._write_buffer.clear()
+            self._read = self._write = False
+            return self._close(error)
+        return original(self, error)
+
+    return abort
+
+
+def _close_leftover_sockets(original: Any) -> Any:
+    def close(self: Any, node_id: Any = None) -> Any:
+        result = original(self, node_id)
+        if node_id is None:  # the whole client: its network loop has stopped
+            for conn in list(self._manager._conns.values()):
+                transport = conn.transport
+                sock = getattr(transport, "_sock", None)
+                if sock is not None:
+                    transport._sock = None
+                    sock.close()
+        return result
+
+    return close

@@ -19,7 +19,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from monitor.config import ConfigError, Settings
 from monitor.kafka_security import sasl_password, ssl_context
-from monitor.kafka_sockets import close_failed_connects
+from monitor.kafka_sockets import release_kafka_sockets
 
 log = logging.getLogger("driftwatch.topics")
 
@@ -48,7 +48,7 @@ def ensure_topics(settings: Settings) -> int:
     """Create missing input topics; return the partition count the worker must use."""
     t = settings.topics
     inputs = [t.predictions, t.features, t.labels]
-    close_failed_connects()
+    release_kafka_sockets()
     try:
         admin = KafkaAdminClient(**admin_config(settings))
     except KafkaError as exc:

@@ -9,6 +9,6 @@ with warnings.catch_warnings():
     # kafka-python 3.0.12 loads its protocol schemas with importlib.resources.open_text
     # (deprecated) at import; the suite's "kafka.*" filter does not match the stdlib frame.
     warnings.simplefilter("ignore", DeprecationWarning)
-    from monitor.kafka_sockets import close_failed_connects
+    from monitor.kafka_sockets import release_kafka_sockets
 
-close_failed_connects()
+release_kafka_sockets()
