@@ -65,7 +65,7 @@ from detectors.performance import ErrorWindow
 from detectors.window import CATEGORICAL_CHECKS, NUMERIC_CHECKS, WindowReport
 from monitor.events import Reason
 from monitor.fastdecode import AnyEvent
-from monitor.streams import ModelStream, labels_of, latency_of, scores_of
+from monitor.streams import ModelStream, WindowOutputs, labels_of, latency_of, scores_of
 
 NAMESPACE = "driftwatch"
 
@@ -217,22 +217,30 @@ def _label_key(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _outputs(stream: ModelStream, report: WindowReport) -> WindowOutputs | None:
+    """The outputs the stream extracted for ``report``'s window, if it still holds them."""
+    return stream.last_outputs if stream.last_report is report else None
+
+
 def snapshot_window(
     stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
 ) -> WindowSnapshot:
     """Compute the :class:`WindowSnapshot` of a closed window (numpy, no per-event metrics)."""
     det = stream.detector
     assert det is not None
+    outputs = _outputs(stream, report)
     score = None
     if det.has_score:
-        s = scores_of(events)
+        s = outputs.scores if outputs is not None and outputs.scores is not None else None
+        s = scores_of(events) if s is None else s
         s = s[np.isfinite(s)]
         if s.size:
             p5, p50, p95 = np.quantile(s, [0.05, 0.5, 0.95])
             score = (float(s.mean()), float(p5), float(p50), float(p95))
     labels: dict[str, float] = {}
     if det.has_label and stream.profile is not None and stream.profile.label is not None:
-        counts = Counter(labels_of(events))
+        kept = outputs.labels if outputs is not None else None
+        counts = Counter(labels_of(events) if kept is None else kept)
         counts.pop(None, None)
         total = max(len(events), 1)
         for k in {_label_key(c) for c in stream.profile.label.categories}:
@@ -435,7 +443,9 @@ class MonitorMetrics(Collector):
         with self._lock:
             self._latest[stream.key] = snap
         if stream.detector is not None and stream.detector.profile.latency is not None:
-            lat = latency_of(list(events)) / 1e3
+            outputs = _outputs(stream, report)
+            kept = outputs.latency if outputs is not None else None
+            lat = (latency_of(list(events)) if kept is None else kept) / 1e3
             self.latency.add(stream.key, lat, self._latency_traces(events, lat))
         for callback in self.on_window:
             callback(snap)

@@ -464,6 +464,7 @@ class Pipeline:
         self.stats.windows += 1
         for observer in self.observers:
             observer.window_closed(stream, report, window)
+        stream.last_outputs = None
         self._decide(stream, report, offset, out)
         self.joiner.trim(stream.last_time)
         self._checkpoint(stream)

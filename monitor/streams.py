@@ -113,9 +113,17 @@ def feature_dicts(features: list[Any]) -> list[Any]:
     return [to_builtins(f) if isinstance(f, FastFeatures) else f for f in features]
 
 
+def predictions_of(events: Sequence[Any]) -> list[Any]:
+    """The ``prediction`` of every event: numbers, output dicts or output structs."""
+    return _field(events, _A_PREDICTION, _PREDICTION)
+
+
 def scores_of(events: Sequence[Any]) -> np.ndarray:
     """Prediction scores as float64 (NaN where an event has none)."""
-    predictions = _field(events, _A_PREDICTION, _PREDICTION)
+    return _scores(predictions_of(events))
+
+
+def _scores(predictions: list[Any]) -> np.ndarray:
     types = set(map(type, predictions))
     if types == {float}:
         return np.array(predictions, dtype=np.float64)
@@ -138,7 +146,10 @@ def scores_of(events: Sequence[Any]) -> np.ndarray:
 
 def labels_of(events: Sequence[Any]) -> list[str | None]:
     """Predicted labels as strings (None where an event has none)."""
-    predictions = _field(events, _A_PREDICTION, _PREDICTION)
+    return _labels(predictions_of(events))
+
+
+def _labels(predictions: list[Any]) -> list[str | None]:
     labels = _string_labels(predictions)
     if labels is not None:
         return labels
@@ -170,6 +181,19 @@ def last_time(events: Sequence[Any]) -> float:
 WindowInputs = tuple[Columns, np.ndarray | None, np.ndarray | None, np.ndarray | None]
 
 
+@dataclass(frozen=True, slots=True)
+class WindowOutputs:
+    """What the model said in a closed window, one entry per event: ``scores`` (float64, NaN
+    where an event has none), predicted ``labels`` as strings (``None`` where none) and
+    ``latency`` in milliseconds (NaN where not logged); each is ``None`` when the detector's
+    reference has no such distribution. Extracted once per window, for the detectors and
+    the window's observers alike."""
+
+    scores: np.ndarray | None
+    labels: list[str | None] | None
+    latency: np.ndarray | None
+
+
 def window_inputs(
     det: WindowDetector, evs: list[Any], schema: FeatureSchema | None = None
 ) -> WindowInputs:
@@ -180,13 +204,24 @@ def window_inputs(
     are read from the checked attributes; otherwise from the feature dicts, counting nulls,
     absent keys, wrong types and unexpected features.
     """
+    cols, outputs, codes = window_parts(det, evs, schema)
+    return cols, outputs.scores, codes, outputs.latency
+
+
+def window_parts(
+    det: WindowDetector, evs: list[Any], schema: FeatureSchema | None = None
+) -> tuple[Columns, WindowOutputs, np.ndarray | None]:
+    """:func:`window_inputs` as the columns, the :class:`WindowOutputs` and the label codes."""
+    return _columns(det, evs, schema), *_outputs(det, evs)
+
+
+def _columns(det: WindowDetector, evs: list[Any], schema: FeatureSchema | None) -> Columns:
     feats = features_of(evs)
     nf = len(det.categorical_names)
     if schema is not None and set(map(type, feats)) == {schema.features}:
-        cols = attribute_columns(
+        return attribute_columns(
             feats, schema.numeric, schema.categorical, det.indexes[:nf], det.unseen_codes[:nf]
         )
-        return (cols, *_outputs(det, evs))
     feats = feature_dicts(feats)
     nb = dense_numeric_block(feats, det.numeric_names)
     if nb is None:
@@ -201,30 +236,30 @@ def window_inputs(
     )
     names = frozenset(det.numeric_names) | frozenset(det.categorical_names)
     any_absent = bool(nb.absent.any() or cb.absent.any())
-    cols = Columns(
+    return Columns(
         len(feats),
         nb,
         cb,
         unexpected_features(feats, names, any_absent, det.settings.max_unexpected_features),
     )
-    return (cols, *_outputs(det, evs))
 
 
-def _outputs(
-    det: WindowDetector, evs: list[Any]
-) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    scores = labels = latency = None
-    if det.has_score:
-        scores = scores_of(evs)
-    if det.has_label:
-        index = det.indexes[-1]
-        unseen = det.unseen_codes[-1]
-        labels = np.fromiter(
-            map(index.get, labels_of(evs), repeat(unseen)), dtype=np.int64, count=len(evs)
-        )
+def _outputs(det: WindowDetector, evs: list[Any]) -> tuple[WindowOutputs, np.ndarray | None]:
+    scores = labels = codes = latency = None
+    if det.has_score or det.has_label:
+        predictions = predictions_of(evs)
+        if det.has_score:
+            scores = _scores(predictions)
+        if det.has_label:
+            labels = _labels(predictions)
+            index = det.indexes[-1]
+            unseen = det.unseen_codes[-1]
+            codes = np.fromiter(
+                map(index.get, labels, repeat(unseen)), dtype=np.int64, count=len(evs)
+            )
     if det.profile.latency is not None:
         latency = latency_of(evs)
-    return scores, labels, latency
+    return WindowOutputs(scores, labels, latency), codes
 
 
 @dataclass(slots=True)
@@ -250,6 +285,9 @@ class ModelStream:
     offsets: tuple[int, int] = (0, 0)
     versions: dict[str, str] = field(default_factory=dict)
     last_report: WindowReport | None = None
+    #: The scores, labels and latencies of the window of :attr:`last_report`, for the
+    #: observers of that window (the pipeline drops them once they have seen it).
+    last_outputs: WindowOutputs | None = None
     #: The feature schema compiled into the pipeline's decoder for this stream, if any.
     schema: FeatureSchema | None = None
     last_time: float = 0.0
@@ -325,9 +363,10 @@ class ModelStream:
         assert det is not None
         evs = self.pending
         self.pending = []
-        cols, scores, labels, latency = window_inputs(det, evs, self.schema)
-        report = det.evaluate(cols, scores, labels, latency)
+        cols, outputs, codes = window_parts(det, evs, self.schema)
+        report = det.evaluate(cols, outputs.scores, codes, outputs.latency)
         self.last_time = last_time(evs)
         self.last_report = report
+        self.last_outputs = outputs
         self.windows += 1
         return report

@@ -8,21 +8,33 @@ import gzip
 import math
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import orjson
 import prometheus_client
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
+from detectors.performance import ErrorWindow
+from detectors.window import WindowReport
 from monitor.config import settings_from_mapping
+from monitor.fastdecode import AnyEvent
 from monitor.http_server import MonitorServer, Observability
-from monitor.metrics import LATENCY_BUCKETS, LatencyHistogram, TraceRef, parse_traceparent
+from monitor.metrics import (
+    LATENCY_BUCKETS,
+    LatencyHistogram,
+    TraceRef,
+    WindowSnapshot,
+    parse_traceparent,
+    snapshot_window,
+)
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
+from monitor.streams import ModelStream, latency_of
 
 SETTINGS = {
     "window": {"size": 500},
@@ -359,3 +371,39 @@ def test_replay_serve_keeps_serving_after_the_replay(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert b"Replay summary" in out
+
+
+def test_a_window_snapshot_reuses_the_outputs_the_detector_saw() -> None:
+    """The stream extracts scores, labels and latencies once per window; the metrics snapshot
+    taken from them equals one recomputed from the window's events, and the pipeline drops
+    them once the window's observers have seen them."""
+    seen: list[tuple[WindowSnapshot, WindowSnapshot, bool]] = []
+
+    class Compare:
+        def window_closed(
+            self, stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
+        ) -> None:
+            outputs = stream.last_outputs
+            assert outputs is not None and stream.last_report is report
+            reused = snapshot_window(stream, report, events)
+            stream.last_outputs = None
+            fresh = snapshot_window(stream, report, events)
+            stream.last_outputs = outputs
+            assert outputs.latency is not None
+            same_latency = bool(np.array_equal(outputs.latency, latency_of(list(events))))
+            seen.append((reused, fresh, same_latency))
+
+        def error_window(self, stream: ModelStream, window: ErrorWindow) -> None:
+            pass
+
+    settings = settings_from_mapping(SETTINGS)
+    pipeline = Pipeline(settings, observers=[Compare()])
+    lines = list(generate("abrupt-shift", 4000, 3, onset=0.5).lines())
+    for k in range(0, len(lines), 1000):
+        pipeline.process_lines(lines[k : k + 1000], k)
+    assert len(seen) == (4000 - 2000) // 500
+    for reused, fresh, same_latency in seen:
+        assert reused.score is not None and reused.labels
+        assert (reused.score, reused.labels) == (fresh.score, fresh.labels)
+        assert same_latency
+    assert all(s.last_outputs is None for s in pipeline.streams.values())
