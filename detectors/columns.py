@@ -8,10 +8,10 @@ tell a null from an absent key from a value of the wrong type.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 
 import numpy as np
 
@@ -162,53 +162,48 @@ def dense_numeric_block(dicts: Sequence[FeatureDict], names: Sequence[str]) -> N
     return NumericBlock(tuple(names), values, zeros, zeros.copy(), zeros.copy(), nan_inf)
 
 
-def attribute_columns(
-    objs: Sequence[object],
-    numeric: Sequence[tuple[str, str]],
-    categorical: Sequence[tuple[str, str]],
+def row_columns(
+    rows: Iterable[Sequence[object]],
+    n: int,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
     indexes: Sequence[Mapping[FeatureValue, int]],
     unseen_codes: Sequence[int],
 ) -> Columns:
-    """The columns of a window whose feature vectors are objects with one attribute per feature
-    (``numeric`` and ``categorical`` are ``(feature, attribute)`` pairs), each of them present
-    and holding a number (numeric; ``None`` for null) or a category of the index's kind
-    (categorical; ``None`` for null). A decoder that checked exactly that (see
-    ``monitor.fastdecode``) leaves no absent key, wrong type or unexpected feature to count,
-    so one ``attrgetter`` per event and one ``np.fromiter`` over the rows are all the work.
+    """The columns of a window of ``n`` feature vectors given as rows: each row holds the
+    ``numeric`` features in order, each a number (``None`` for null), then the ``categorical``
+    ones, each a category of the index's kind (``None`` for null). A decoder that checked
+    exactly that (see ``monitor.fastdecode``, whose structs give such rows with
+    ``msgspec.structs.astuple``) leaves no absent key, wrong type or unexpected feature to
+    count, so one ``np.fromiter`` over the flattened rows, one cast of its numeric columns and
+    one index lookup per categorical value are all the per-value work.
 
-    >>> from types import SimpleNamespace as O
     >>> idx = {"DE": 0, None: MISSING_CODE}
-    >>> c = attribute_columns([O(a=1.0, b=None, c="DE"), O(a=None, b=2.0, c="US")],
-    ...                       [("x", "a"), ("y", "b")], [("c", "c")], [idx], [2])
+    >>> c = row_columns([(1.0, None, "DE"), (None, 2.0, "US")], 2, ["x", "y"], ["c"], [idx], [2])
     >>> c.numeric.values.tolist(), c.numeric.null.tolist(), c.categorical.codes[0].tolist()
     ([[1.0, nan], [nan, 2.0]], [1, 1], [0, 2])
     """
-    n = len(objs)
     f = len(numeric)
-    if f:
-        rows = map(attrgetter(*(a for _, a in numeric)), objs)
-        # fromiter over the flattened rows: no shape or type discovery as in np.array(rows).
-        flat = chain.from_iterable(rows) if f > 1 else rows
-        values = np.fromiter(flat, dtype=np.float64, count=n * f).reshape(n, f).T.copy()
-    else:
-        values = np.empty((0, n), dtype=np.float64)
+    g = len(categorical)
+    width = f + g
+    table = np.fromiter(chain.from_iterable(rows), dtype=object, count=n * width)
+    table = table.reshape(n, width)
+    # None becomes NaN in the cast; one contiguous row per feature, as the detectors read them.
+    values = table[:, :f].T.astype(np.float64, order="C")
     null = np.count_nonzero(np.isnan(values), axis=1).astype(np.int64)
     nan_inf = np.count_nonzero(np.isinf(values), axis=1).astype(np.int64)
     zeros = np.zeros(f, dtype=np.int64)
-    names = tuple(name for name, _ in numeric)
-    nb = NumericBlock(names, values, null, zeros, zeros.copy(), nan_inf)
-    g = len(categorical)
+    nb = NumericBlock(tuple(numeric), values, null, zeros, zeros.copy(), nan_inf)
     codes: list[np.ndarray] = []
     cnull = np.zeros(g, dtype=np.int64)
-    for j, (_, attr) in enumerate(categorical):
-        col = list(map(attrgetter(attr), objs))
+    for j in range(g):
+        col = table[:, f + j].tolist()
         cnull[j] = col.count(None)
         codes.append(
             np.fromiter(map(indexes[j].get, col, repeat(unseen_codes[j])), dtype=np.int64, count=n)
         )
     czeros = np.zeros(g, dtype=np.int64)
-    cnames = tuple(name for name, _ in categorical)
-    cb = CategoricalBlock(cnames, codes, cnull, czeros, czeros.copy())
+    cb = CategoricalBlock(tuple(categorical), codes, cnull, czeros, czeros.copy())
     return Columns(n, nb, cb)
 
 

@@ -22,7 +22,7 @@ A pipeline's :class:`FastDecoder` also compiles the feature schema of each model
 monitors (:class:`FeatureSchema`) into a decoder of its own: the features become a struct with
 one attribute per feature whose type the decoder checked (a number or null for a numeric
 feature, a category of the reference's kind or null for a categorical one), so a window of
-such events needs no per-value type checks (``detectors.columns.attribute_columns``). An event
+such events needs no per-value type checks (``detectors.columns.row_columns``). An event
 that differs in any way (a feature absent, added or of another kind) is decoded by the general
 decoder instead, and its window takes the general path that counts those problems.
 
@@ -148,9 +148,11 @@ class FastFeatures(_Record, gc=False):
 class FeatureSchema:
     """The feature schema of a model version compiled into a decoder.
 
-    ``numeric`` and ``categorical`` list ``(feature, attribute)`` pairs of :attr:`features`;
-    every feature is required, numeric ones hold a float or ``None`` and categorical ones a
-    value of their kind (``str`` or ``bool``) or ``None``; no other feature is allowed.
+    ``numeric`` and ``categorical`` list ``(feature, attribute)`` pairs of :attr:`features`,
+    in the order of its fields (numeric ones first: ``msgspec.structs.astuple`` of a decoded
+    struct gives the values in that order); every feature is required, numeric ones hold a
+    float or ``None`` and categorical ones a value of their kind (``str`` or ``bool``) or
+    ``None``; no other feature is allowed.
     """
 
     numeric: tuple[tuple[str, str], ...]

@@ -10,14 +10,15 @@ from typing import Any
 
 import numpy as np
 from msgspec import to_builtins
+from msgspec.structs import astuple
 
 from detectors.columns import (
     Columns,
-    attribute_columns,
     categorical_block,
     dense_numeric_block,
     extract,
     numeric_block,
+    row_columns,
     unexpected_features,
 )
 from detectors.performance import ErrorMonitor
@@ -219,8 +220,14 @@ def _columns(det: WindowDetector, evs: list[Any], schema: FeatureSchema | None) 
     feats = features_of(evs)
     nf = len(det.categorical_names)
     if schema is not None and set(map(type, feats)) == {schema.features}:
-        return attribute_columns(
-            feats, schema.numeric, schema.categorical, det.indexes[:nf], det.unseen_codes[:nf]
+        # A compiled struct's fields are its numeric features, then its categorical ones.
+        return row_columns(
+            map(astuple, feats),
+            len(feats),
+            [name for name, _ in schema.numeric],
+            [name for name, _ in schema.categorical],
+            det.indexes[:nf],
+            det.unseen_codes[:nf],
         )
     feats = feature_dicts(feats)
     nb = dense_numeric_block(feats, det.numeric_names)
