@@ -23,7 +23,10 @@ async def main():
     app, _ = build_app(settings_from_mapping(json.loads(sys.argv[1])), {}, [])
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
     c = app.conf
+    producer = app.producer._new_producer()
     return {"fetch_wait": consumer._fetch_max_wait_ms, "web_enabled": c.web_enabled,
+            "linger_ms": producer._message_accumulator._linger_time * 1000,
+            "batch_bytes": producer._message_accumulator._batch_size,
             "web_bind": c.web_bind, "web_host": c.web_host, "datadir": str(c.datadir)}
 
 print(json.dumps(asyncio.run(main())))
@@ -49,6 +52,14 @@ def test_worker_consumer_takes_the_configured_fetch_wait() -> None:
     kafka = {"bootstrap_servers": "127.0.0.1:1"}
     assert probe({"kafka": kafka})["fetch_wait"] == 100  # the documented default
     assert probe({"kafka": {**kafka, "fetch_max_wait_ms": 40}})["fetch_wait"] == 40
+
+
+def test_worker_producer_lingers_to_batch_checkpoints() -> None:
+    """Faust's producer sends every changelog record at once; the worker's waits for more."""
+    kafka = {"bootstrap_servers": "127.0.0.1:1"}
+    got = probe({"kafka": kafka})
+    assert (got["linger_ms"], got["batch_bytes"]) == (50, 1 << 20)  # the documented defaults
+    assert probe({"kafka": {**kafka, "producer_linger_ms": 0}})["linger_ms"] == 0
 
 
 def test_faust_web_server_is_off_and_would_bind_loopback() -> None:
