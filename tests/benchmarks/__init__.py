@@ -7,5 +7,7 @@ reported as the median and the best (minimum time); targets are judged on the me
 never turned into an exit status.
 
 Modules: :mod:`~tests.benchmarks.detector_core`, :mod:`~tests.benchmarks.replay_e2e`,
-:mod:`~tests.benchmarks.memory`; shared helpers in :mod:`~tests.benchmarks.harness`.
+:mod:`~tests.benchmarks.memory`, :mod:`~tests.benchmarks.kafka_e2e` (a real broker) and
+:mod:`~tests.benchmarks.instructions` (instructions per event counted by valgrind, which do not
+move with the machine's load); shared helpers in :mod:`~tests.benchmarks.harness`.
 """

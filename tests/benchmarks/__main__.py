@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import detector_core, kafka_e2e, memory, replay_e2e
+from tests.benchmarks import detector_core, instructions, kafka_e2e, memory, replay_e2e
 from tests.benchmarks.harness import BenchResult, Context, log, system_info, table, write_json
 
 BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
     "replay_e2e": replay_e2e.run,
     "memory": memory.run,
     "kafka_e2e": kafka_e2e.run,
+    "instructions": instructions.run,
 }
 
 NOISE_NOTE = (
