@@ -65,7 +65,7 @@ from detectors.performance import ErrorWindow
 from detectors.window import CATEGORICAL_CHECKS, NUMERIC_CHECKS, WindowReport
 from monitor.events import Reason
 from monitor.fastdecode import AnyEvent
-from monitor.streams import ModelStream, WindowOutputs, labels_of, latency_of, scores_of
+from monitor.streams import ModelStream, WindowOutputs, window_outputs
 
 NAMESPACE = "driftwatch"
 
@@ -217,33 +217,42 @@ def _label_key(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _outputs(stream: ModelStream, report: WindowReport) -> WindowOutputs | None:
-    """The outputs the stream extracted for ``report``'s window, if it still holds them."""
-    return stream.last_outputs if stream.last_report is report else None
+def _window_outputs(
+    stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
+) -> WindowOutputs:
+    """The scores, labels and latencies of ``report``'s window: those the stream extracted for
+    its detector while it still holds them, else read again from ``events``."""
+    if stream.last_report is report and stream.last_outputs is not None:
+        return stream.last_outputs
+    assert stream.detector is not None
+    return window_outputs(stream.detector, events)[0]
 
 
 def snapshot_window(
-    stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
+    stream: ModelStream,
+    report: WindowReport,
+    events: Sequence[AnyEvent],
+    outputs: WindowOutputs | None = None,
 ) -> WindowSnapshot:
-    """Compute the :class:`WindowSnapshot` of a closed window (numpy, no per-event metrics)."""
+    """Compute the :class:`WindowSnapshot` of a closed window (numpy, no per-event metrics);
+    ``outputs`` are the window's, when the caller has them."""
     det = stream.detector
     assert det is not None
-    outputs = _outputs(stream, report)
+    if outputs is None:
+        outputs = _window_outputs(stream, report, events)
     score = None
-    if det.has_score:
-        s = outputs.scores if outputs is not None and outputs.scores is not None else None
-        s = scores_of(events) if s is None else s
-        s = s[np.isfinite(s)]
+    if outputs.scores is not None:
+        s = outputs.scores[np.isfinite(outputs.scores)]
         if s.size:
             p5, p50, p95 = np.quantile(s, [0.05, 0.5, 0.95])
             score = (float(s.mean()), float(p5), float(p50), float(p95))
     labels: dict[str, float] = {}
-    if det.has_label and stream.profile is not None and stream.profile.label is not None:
-        kept = outputs.labels if outputs is not None else None
-        counts = Counter(labels_of(events) if kept is None else kept)
+    profile = stream.profile
+    if outputs.labels is not None and profile is not None and profile.label is not None:
+        counts = Counter(outputs.labels)
         counts.pop(None, None)
         total = max(len(events), 1)
-        for k in {_label_key(c) for c in stream.profile.label.categories}:
+        for k in {_label_key(c) for c in profile.label.categories}:
             labels[k] = counts.pop(k, 0) / total
         labels[OTHER_LABEL] = sum(counts.values()) / total
     latency = None
@@ -439,13 +448,12 @@ class MonitorMetrics(Collector):
         self, stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
     ) -> None:
         """Keep the window's snapshot and count its latencies."""
-        snap = snapshot_window(stream, report, events)
+        outputs = _window_outputs(stream, report, events)
+        snap = snapshot_window(stream, report, events, outputs)
         with self._lock:
             self._latest[stream.key] = snap
-        if stream.detector is not None and stream.detector.profile.latency is not None:
-            outputs = _outputs(stream, report)
-            kept = outputs.latency if outputs is not None else None
-            lat = (latency_of(list(events)) if kept is None else kept) / 1e3
+        if outputs.latency is not None:
+            lat = outputs.latency / 1e3
             self.latency.add(stream.key, lat, self._latency_traces(events, lat))
         for callback in self.on_window:
             callback(snap)

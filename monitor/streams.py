@@ -213,7 +213,7 @@ def window_parts(
     det: WindowDetector, evs: list[Any], schema: FeatureSchema | None = None
 ) -> tuple[Columns, WindowOutputs, np.ndarray | None]:
     """:func:`window_inputs` as the columns, the :class:`WindowOutputs` and the label codes."""
-    return _columns(det, evs, schema), *_outputs(det, evs)
+    return _columns(det, evs, schema), *window_outputs(det, evs)
 
 
 def _columns(det: WindowDetector, evs: list[Any], schema: FeatureSchema | None) -> Columns:
@@ -251,7 +251,11 @@ def _columns(det: WindowDetector, evs: list[Any], schema: FeatureSchema | None) 
     )
 
 
-def _outputs(det: WindowDetector, evs: list[Any]) -> tuple[WindowOutputs, np.ndarray | None]:
+def window_outputs(
+    det: WindowDetector, evs: Sequence[Any]
+) -> tuple[WindowOutputs, np.ndarray | None]:
+    """The :class:`WindowOutputs` of a window of events, as ``det`` looks at them, and the
+    predicted labels' codes in ``det``'s label index (``None`` without a label profile)."""
     scores = labels = codes = latency = None
     if det.has_score or det.has_label:
         predictions = predictions_of(evs)
