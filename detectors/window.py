@@ -286,8 +286,7 @@ class WindowDetector:
             r[i] = rng.multinomial(m, p, size=draws)
             ok[i] = True
         mask = (ref > 0)[:, None, :]
-        for s in distances.STATISTICS:
-            null = distances.statistic(s, w, r, mask)
+        for s, null in distances.all_statistics(w, r, mask).items():
             out[s][ok] = gamma_tail_threshold(null[ok], self.alpha)
         return out
 
