@@ -488,12 +488,10 @@ class _Msg:
     key: bytes | None
 
 
-def _run_adapter(payload: Payload) -> RunResult:
-    """The worker's agent code without Kafka or Faust: ``KafkaAdapter.add``/``flush`` over the
-    same message values, wired as ``monitor.app.build_app`` wires it (checkpoint table as JSON
-    in a dict, metrics observers) in this process."""
-    import asyncio
-
+def bench_adapter() -> tuple[Any, Any, Any]:
+    """``(adapter, pipeline, observability)``: the worker's agent code without Kafka or Faust,
+    wired as ``monitor.app.build_app`` wires it (checkpoint table as JSON in a dict, metrics
+    observers); feed it with ``adapter.add``/``adapter.flush`` and close the observability."""
     from monitor.app import CheckpointTable
     from monitor.config import Settings
     from monitor.http_server import Observability
@@ -521,6 +519,14 @@ def _run_adapter(payload: Payload) -> RunResult:
         pipeline, table, dead_letter, obs.sinks, settings.kafka.max_message_bytes, obs
     )
     obs.attach(pipeline, adapter, [])
+    return adapter, pipeline, obs
+
+
+def _run_adapter(payload: Payload) -> RunResult:
+    """:func:`bench_adapter` over the same message values, in this process."""
+    import asyncio
+
+    adapter, pipeline, obs = bench_adapter()
 
     def ack() -> None:
         pass
