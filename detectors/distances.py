@@ -173,11 +173,13 @@ def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     # With a handful of edges, counting the edges each value reaches (one vectorized comparison
     # per edge over all rows) is cheaper than a binary search per row; counted in bytes (an
     # eighth of the memory traffic of int64: 35 % less time for 10 bins) when they fit.
-    reached_count = np.zeros(values.shape, dtype=np.uint8 if bins < 256 else np.int64)
+    small = bins < 256
+    reached_count = np.zeros(values.shape, dtype=np.uint8 if small else np.int64)
     reached = np.empty(values.shape, dtype=bool)
+    step = reached.view(np.uint8) if small else reached  # bytes of 0/1: added without a cast
     for k in range(bins_minus_1):
         np.greater_equal(values, edges[:, k : k + 1], out=reached)
-        reached_count += reached
+        reached_count += step
     idx = reached_count.astype(np.int64)
     idx += (np.arange(f, dtype=np.int64) * bins)[:, None]
     idx[~np.isfinite(values)] = f * bins

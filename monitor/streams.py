@@ -17,6 +17,8 @@ from detectors.columns import (
     categorical_block,
     dense_numeric_block,
     extract,
+    float_array,
+    int_array,
     numeric_block,
     row_columns,
     unexpected_features,
@@ -127,12 +129,12 @@ def scores_of(events: Sequence[Any]) -> np.ndarray:
 def _scores(predictions: list[Any]) -> np.ndarray:
     types = set(map(type, predictions))
     if types == {float}:
-        return np.array(predictions, dtype=np.float64)
+        return float_array(predictions)
     try:
         if types == {FastOutput}:
-            return np.array(list(map(_A_SCORE, predictions)), dtype=np.float64)
+            return float_array(list(map(_A_SCORE, predictions)))
         if types == {dict}:
-            return np.array(list(map(_SCORE, predictions)), dtype=np.float64)
+            return float_array(list(map(_SCORE, predictions)))
     except (KeyError, TypeError):  # a score left out (UNSET is not a number)
         pass
     out = []
@@ -166,7 +168,7 @@ def _labels(predictions: list[Any]) -> list[str | None]:
 def latency_of(events: Sequence[Any]) -> np.ndarray:
     """Latency in milliseconds as float64 (NaN where not logged)."""
     try:
-        return np.array(_field(events, _A_LATENCY, _LATENCY), dtype=np.float64)
+        return float_array(_field(events, _A_LATENCY, _LATENCY))
     except (KeyError, TypeError):  # not logged: absent from a dict, UNSET in a fast event
         return np.array([e.get("latency_ms") for e in events], dtype=np.float64)
 
@@ -265,9 +267,7 @@ def window_outputs(
             labels = _labels(predictions)
             index = det.indexes[-1]
             unseen = det.unseen_codes[-1]
-            codes = np.fromiter(
-                map(index.get, labels, repeat(unseen)), dtype=np.int64, count=len(evs)
-            )
+            codes = int_array(list(map(index.get, labels, repeat(unseen))))
     if det.profile.latency is not None:
         latency = latency_of(evs)
     return WindowOutputs(scores, labels, latency), codes

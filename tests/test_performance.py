@@ -308,3 +308,25 @@ def test_error_monitor_regression_with_given_reference() -> None:
     expected = ref.mean + normal_quantile(alpha) * ref.std * math.sqrt(1 / 400 + 1 / ref.n)
     assert f.threshold == pytest.approx(expected)
     assert worse[0].value > f.threshold
+
+
+def test_epochs_of_aware_datetimes_equal_datetime_timestamp() -> None:
+    """The int64 path of ``_epochs`` gives exactly ``datetime.timestamp``; naive datetimes
+    (UTC) and times beyond float64's exact microseconds take the general path."""
+    from array import array
+    from datetime import datetime, timedelta, timezone
+
+    from detectors.performance import _epochs
+
+    rng = np.random.default_rng(3)
+    for tz in (UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-7, minutes=-30))):
+        base = datetime(1900 + int(rng.integers(0, 300)), 6, 15, tzinfo=tz)
+        times = [
+            base + timedelta(microseconds=int(u)) for u in rng.integers(-(10**12), 10**12, 200)
+        ]
+        assert _epochs(times) == array("d", map(datetime.timestamp, times))
+    naive = [datetime(2026, 1, 1), datetime(2026, 1, 1, 0, 0, 1, 500)]
+    assert _epochs(naive) == array("d", [1767225600.0, 1767225601.0005])
+    far = [datetime(9999, 12, 31, tzinfo=UTC), datetime(1, 1, 2, tzinfo=UTC)]
+    assert _epochs(far) == array("d", map(datetime.timestamp, far))
+    assert _epochs([1.5, 2]) == array("d", [1.5, 2.0])
