@@ -18,7 +18,7 @@ by 0.7-1.4x here; so a change of a per cent in the agent code shows here when it
 :mod:`tests.benchmarks.kafka_e2e`. It counts instructions, not time: cache misses, the GIL and
 the broker are not in it. (An earlier version took the difference of two whole-process counts;
 the start-up in them varied by 2 %, which moved the per-event figure by up to 5 %.) Without
-valgrind on ``PATH`` the benchmark reports that and nothing else. Takes about a minute.
+valgrind on ``PATH`` the benchmark reports that and nothing else. Takes about two minutes.
 """
 
 from __future__ import annotations
