@@ -60,7 +60,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.benchmarks.harness import (
     REPO_ROOT,
@@ -73,6 +73,11 @@ from tests.benchmarks.harness import (
     ratio_row,
     short_path,
 )
+
+if TYPE_CHECKING:
+    from monitor.http_server import Observability
+    from monitor.kafka_adapter import KafkaAdapter
+    from monitor.pipeline import Pipeline
 
 TARGET_SINGLE_VS_FAUST = 0.8
 TARGET_ENVELOPE_EVENTS_PER_S = 100_000.0
@@ -488,7 +493,7 @@ class _Msg:
     key: bytes | None
 
 
-def bench_adapter() -> tuple[Any, Any, Any]:
+def bench_adapter() -> tuple[KafkaAdapter, Pipeline, Observability]:
     """``(adapter, pipeline, observability)``: the worker's agent code without Kafka or Faust,
     wired as ``monitor.app.build_app`` wires it (checkpoint table as JSON in a dict, metrics
     observers); feed it with ``adapter.add``/``adapter.flush`` and close the observability."""
