@@ -207,11 +207,8 @@ def row_columns(
 ) -> Columns:
     """The columns of a window of ``n`` feature vectors given as rows: each row holds the
     ``numeric`` features in order, each a number (``None`` for null), then the ``categorical``
-    ones, each a category of the index's kind (``None`` for null). A decoder that checked
-    exactly that (see ``monitor.fastdecode``, whose structs give such rows with
-    ``msgspec.structs.astuple``) leaves no absent key, wrong type or unexpected feature to
-    count, so one transpose of the rows (``zip``), one ``struct`` packing of each column and
-    one index lookup per categorical value are all the per-value work.
+    ones, each a category of the index's kind (``None`` for null): one transpose of the rows
+    (``zip``) and one ``struct`` packing of each numeric column, then :func:`checked_columns`.
 
     >>> idx = {"DE": 0, None: MISSING_CODE}
     >>> c = row_columns([(1.0, None, "DE"), (None, 2.0, "US")], 2, ["x", "y"], ["c"], [idx], [2])
@@ -220,12 +217,35 @@ def row_columns(
     """
     f = len(numeric)
     g = len(categorical)
-    # One C-level transpose into a tuple per feature, then each column packed by ``struct``
-    # (see float_array): 7.8 instead of 11.2 k instructions per event of a 1,000 x 25 window
-    # against one object table cast to floats.
     cols = list(zip(*rows, strict=True)) if n else [() for _ in range(f + g)]
     packed = bytearray().join([_column_bytes(col, "d", np.float64) for col in cols[:f]])
     values = np.frombuffer(packed, dtype=np.float64).reshape(f, n)
+    return checked_columns(values, cols[f:], numeric, categorical, indexes, unseen_codes)
+
+
+def checked_columns(
+    values: np.ndarray,
+    categories: Sequence[Sequence[FeatureValue]],
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    indexes: Sequence[Mapping[FeatureValue, int]],
+    unseen_codes: Sequence[int],
+) -> Columns:
+    """The columns of a window whose decoder checked every value's kind (see
+    ``monitor.fastdecode``): ``values`` holds the ``numeric`` features as a (features, n)
+    float64 array with NaN for null (never a NaN or infinity that arrived as such), and
+    ``categories`` one sequence per ``categorical`` feature of categories of the index's kind or
+    ``None``. No absent key, wrong type or unexpected feature is left to count, so one index
+    lookup per categorical value is all the per-value work.
+
+    >>> idx = {"DE": 0, None: MISSING_CODE}
+    >>> c = checked_columns(np.array([[1.0, np.nan]]), [["DE", None]], ["x"], ["c"], [idx], [1])
+    >>> c.numeric.null.tolist(), c.categorical.codes[0].tolist(), c.categorical.null.tolist()
+    ([1], [0, -1], [1])
+    """
+    f = len(numeric)
+    g = len(categorical)
+    n = values.shape[1]
     null = np.count_nonzero(np.isnan(values), axis=1).astype(np.int64)
     nan_inf = np.count_nonzero(np.isinf(values), axis=1).astype(np.int64)
     zeros = np.zeros(f, dtype=np.int64)
@@ -233,7 +253,7 @@ def row_columns(
     codes: list[np.ndarray] = []
     cnull = np.zeros(g, dtype=np.int64)
     for j in range(g):
-        col = cols[f + j]
+        col = categories[j]
         cnull[j] = col.count(None)
         codes.append(int_array(list(map(indexes[j].get, col, repeat(unseen_codes[j])))))
     czeros = np.zeros(g, dtype=np.int64)

@@ -19,12 +19,17 @@ pydantic, so the two may differ by 1 µs.
 ``tests/test_fastdecode.py`` checks the equality on generated events.
 
 A pipeline's :class:`FastDecoder` also compiles the feature schema of each model version it
-monitors (:class:`FeatureSchema`) into a decoder of its own: the features become a struct with
-one attribute per feature whose type the decoder checked (a number or null for a numeric
-feature, a category of the reference's kind or null for a categorical one), so a window of
-such events needs no per-value type checks (``detectors.columns.row_columns``). An event
-that differs in any way (a feature absent, added or of another kind) is decoded by the general
-decoder instead, and its window takes the general path that counts those problems.
+monitors (:class:`FeatureSchema`) into a decoder of its own. msgspec decodes such an event but
+its ``features``, which it leaves as raw JSON; the C extension ``monitor/_featcols.c`` then
+reads the features of a whole envelope into one block (a float64 row per event for the numeric
+features, null as NaN; a list per categorical feature) and gives each event a :class:`FastRow`
+that points into it. It checks what a typed decoder would (every feature present once, a number
+or null for a numeric feature, a category of the reference's kind or null for a categorical
+one, nothing else) and converts numbers exactly, so a window of such events needs no per-value
+type checks and no per-value Python object: its columns are copied out of the blocks
+(:meth:`FeatureSchema.columns`). An event that differs in any way (a feature absent, added or of
+another kind) makes its envelope go to the general decoder instead, and its window take the
+general path that counts those problems.
 
 Decoded events stay msgspec structs (:class:`FastPrediction`): turning them into dicts would cost
 as much again as decoding. They read like the schema's dicts (``ev["features"]``, ``ev.get(...)``,
@@ -35,16 +40,24 @@ hot paths in :mod:`monitor.streams` and :mod:`monitor.pipeline` read their attri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import struct
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias, cast
+from itertools import repeat
+from math import isnan
+from operator import attrgetter
+from typing import Annotated, Any, Literal, TypeAlias, cast, get_args, get_origin
 
 import msgspec
+import numpy as np
 from msgspec import UNSET, Meta, UnsetType
 from pydantic import TypeAdapter
 
+from monitor._featcols import FeatureRow, attach, gather, parse
 from monitor.events import Event, PredictionEvent
+
+_ERRORS = (msgspec.DecodeError, ValueError)
 
 
 class _Record(msgspec.Struct, gc=False):
@@ -118,48 +131,199 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     events: list[FastPrediction]
 
 
-class FastFeatures(_Record, gc=False):
-    """The features of an event decoded with a :class:`FeatureSchema`: attribute ``f<j>`` holds
-    feature ``names[j]`` (attribute names never clash with a feature's name)."""
+@dataclass(frozen=True, slots=True, eq=False)
+class RowLayout:
+    """Where each feature of a compiled schema is in a parsed block: ``where[name]`` is
+    ``(False, j)`` for numeric column ``j`` and ``(True, j)`` for categorical column ``j``."""
 
-    names: ClassVar[tuple[str, ...]] = ()
-    attrs: ClassVar[dict[str, str]] = {}
+    names: tuple[str, ...]
+    where: dict[str, tuple[bool, int]]
+    numeric: int
+    categorical: int
+
+
+#: A parsed batch's features: (float64 rows of the numeric features as bytes, one list per
+#: categorical feature, the layout); every event of the batch refers to it by its row.
+Block: TypeAlias = tuple[bytearray, tuple[list[Any], ...], RowLayout]
+
+_UNPACK_DOUBLE = struct.Struct("d").unpack_from
+
+
+class _RowMapping:
+    """The read-only mapping methods of :class:`FastRow`, installed on the C type."""
+
+    block: Any
+    index: int
+
+    def _value(self, where: tuple[bool, int]) -> Any:
+        block: Block = self.block
+        categorical, j = where
+        if categorical:
+            return block[1][j][self.index]
+        (value,) = _UNPACK_DOUBLE(block[0], (self.index * block[2].numeric + j) * 8)
+        return None if isnan(value) else value  # NaN is a null (no NaN token gets here)
 
     def __getitem__(self, key: str) -> Any:
-        attr = self.attrs.get(key) if type(key) is str else None
-        if attr is None:
+        where = self.block[2].where.get(key) if type(key) is str else None
+        if where is None:
             raise KeyError(key)
-        return getattr(self, attr)
+        return self._value(where)
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of feature ``key``, or ``default`` when the schema has no such feature."""
-        attr = self.attrs.get(key) if type(key) is str else None
-        return default if attr is None else getattr(self, attr)
+        where = self.block[2].where.get(key) if type(key) is str else None
+        return default if where is None else self._value(where)
 
     def __contains__(self, key: object) -> bool:
-        return type(key) is str and key in self.attrs
+        return type(key) is str and key in self.block[2].where
 
     def keys(self) -> list[str]:
         """The feature names, in schema order (every one is present)."""
-        return list(self.names)
+        return list(self.block[2].names)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.block[2].names)
+
+    def __len__(self) -> int:
+        return len(self.block[2].names)
+
+    def values(self) -> list[Any]:
+        """The values, in schema order."""
+        return [self._value(w) for w in self.block[2].where.values()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        """``(feature, value)`` in schema order."""
+        return [(k, self._value(w)) for k, w in self.block[2].where.items()]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plain dict of these features."""
+        return dict(self.items())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self.as_dict() == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FastRow({self.as_dict()!r})"
+
+    __hash__ = None  # type: ignore[assignment]  # equal to dicts, so unhashable as they are
 
 
-@dataclass(frozen=True, slots=True)
+#: The features of an event decoded with a :class:`FeatureSchema`: row ``index`` of the parsed
+#: batch's ``block``, read like the schema's dict (``row["amount"]``, ``get``, ``in``,
+#: iteration; ``collections.abc.Mapping``); a numeric feature that was null reads as ``None``;
+#: ``dict(row)`` gives the plain dict. The type is the C extension's ``FeatureRow`` (two fields,
+#: not tracked by the garbage collector, as a subclass defined here would be), with the methods
+#: of ``_RowMapping`` installed on it.
+FastRow = FeatureRow
+for _name in (
+    *("_value", "get", "keys", "values", "items", "as_dict"),
+    *("__getitem__", "__contains__", "__iter__", "__len__", "__eq__", "__repr__"),
+):
+    setattr(FastRow, _name, vars(_RowMapping)[_name])
+FastRow.__hash__ = None  # type: ignore[assignment,method-assign]
+Mapping.register(FastRow)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class FeatureSchema:
     """The feature schema of a model version compiled into a decoder.
 
-    ``numeric`` and ``categorical`` list ``(feature, attribute)`` pairs of :attr:`features`,
-    in the order of its fields (numeric ones first: ``msgspec.structs.astuple`` of a decoded
-    struct gives the values in that order); every feature is required, numeric ones hold a
-    float or ``None`` and categorical ones a value of their kind (``str`` or ``bool``) or
-    ``None``; no other feature is allowed.
+    ``numeric`` and ``categorical`` name the features; ``kinds`` gives each categorical
+    feature's kind as :func:`monitor._featcols.parse` takes it (``None`` for any string,
+    ``bool``, or a tuple of the strings allowed). Every feature is required, numeric ones hold
+    a number or null and categorical ones a value of their kind or null; no other feature is
+    allowed. :meth:`decode_one` and :meth:`decode_many` decode everything but the features
+    with msgspec (``one``, ``many``), then parse the features of all the events at once
+    (:meth:`attach`).
     """
 
-    numeric: tuple[tuple[str, str], ...]
-    categorical: tuple[tuple[str, str], ...]
-    features: type[FastFeatures]
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    kinds: tuple[Any, ...]
+    layout: RowLayout
     one: msgspec.json.Decoder[FastPrediction]
     many: msgspec.json.Decoder[_Envelope]
+    #: The parser's recent categories, 64 slots per categorical feature (see ``_featcols.c``).
+    cache: list[Any]
+
+    def attach(self, events: list[FastPrediction]) -> bool:
+        """Parse the raw features of ``events`` into one block and give every event its
+        :class:`FastRow`; ``False`` (events unchanged) when any of them is not of this schema."""
+        raws = list(map(_A_FEATURES, events))
+        parsed = parse(raws, self.numeric, self.categorical, self.kinds, self.cache)
+        if type(parsed) is int:
+            return False
+        values, columns = cast(tuple[bytearray, tuple[list[Any], ...]], parsed)
+        attach(events, (values, columns, self.layout), FastRow, "features")
+        return True
+
+    def decode_one(self, raw: bytes) -> FastPrediction | None:
+        """One event of this schema, or ``None``."""
+        try:
+            value = self.one.decode(raw)
+        except _ERRORS:
+            return None
+        return value if self.attach([value]) else None
+
+    def decode_many(self, raw: bytes) -> list[FastPrediction] | None:
+        """The events of an envelope of this schema's events, or ``None``."""
+        try:
+            events = self.many.decode(raw).events
+        except _ERRORS:
+            return None
+        return events if self.attach(events) else None
+
+    def owns(self, features: object) -> bool:
+        """Whether ``features`` were parsed by this schema."""
+        return isinstance(features, FastRow) and features.block[2] is self.layout
+
+    def columns(self, features: list[Any]) -> tuple[np.ndarray, tuple[list[Any], ...]] | None:
+        """The numeric features of these rows as a (features, rows) float64 array (NaN for
+        null) and the categorical ones as one list per feature; ``None`` unless every one of
+        them was parsed by this schema."""
+        out = gather(features, self.layout, len(self.numeric), len(self.categorical))
+        if out is None:
+            return None
+        values, columns = out
+        return np.frombuffer(values, np.float64).reshape(len(self.numeric), -1), columns
+
+
+_A_FEATURES = attrgetter("features")
+_A_BLOCK = attrgetter("block")
+
+
+def row_dicts(rows: list[FastRow]) -> list[dict[str, Any]]:
+    """The plain dicts of these rows, taken a layout at a time by C-level calls.
+
+    >>> s = compile_schema(["x"], [("c", str)])
+    >>> ev = s.decode_many(b'{"events": [{"event_id": "e", "model": "m", "model_version": "v",'
+    ...     b' "timestamp": 0, "features": {"x": null, "c": "DE"}, "prediction": 1}]}')
+    >>> row_dicts([e.features for e in ev])
+    [{'x': None, 'c': 'DE'}]
+    """
+    out: list[dict[str, Any]] = [{}] * len(rows)
+    layouts: dict[int, list[int]] = {}
+    blocks = list(map(_A_BLOCK, rows))
+    for k, block in enumerate(blocks):
+        layouts.setdefault(id(block[2]), []).append(k)
+    for at in layouts.values():
+        layout: RowLayout = blocks[at[0]][2]
+        got = gather([rows[k] for k in at], layout, layout.numeric, layout.categorical)
+        if got is None:  # pragma: no cover - rows of one layout always gather
+            raise TypeError("rows of one layout did not gather")
+        values, columns = got
+        numeric = np.frombuffer(values, np.float64).reshape(layout.numeric, len(at))
+        cols: list[list[Any]] = [[None if isnan(v) else v for v in col] for col in numeric.tolist()]
+        cols.extend(columns)
+        if cols:
+            dicts = list(map(dict, map(zip, repeat(layout.names), zip(*cols, strict=True))))
+        else:
+            dicts = [{} for _ in at]
+        for k, d in zip(at, dicts, strict=True):
+            out[k] = d
+    return out
 
 
 def compile_schema(
@@ -169,31 +333,31 @@ def compile_schema(
     (kind ``str``, ``bool`` or a ``Literal`` of the strings allowed).
 
     >>> s = compile_schema(["amount"], [("country", str)])
-    >>> ev = s.one.decode(b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0,'
+    >>> ev = s.decode_one(b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0,'
     ...     b' "features": {"country": "DE", "amount": 3}, "prediction": 1}')
-    >>> ev["features"]["amount"], ev.features.f1, dict(ev["features"])
+    >>> ev["features"]["amount"], ev["features"]["country"], dict(ev["features"])
     (3.0, 'DE', {'amount': 3.0, 'country': 'DE'})
-    >>> s.one.decode(b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0,'
-    ...     b' "features": {"country": 3, "amount": 3}, "prediction": 1}')
-    Traceback (most recent call last):
-    msgspec.ValidationError: Expected `str | null`, got `int` - at `$.features.country`
+    >>> s.decode_one(b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0,'
+    ...     b' "features": {"country": 3, "amount": 3}, "prediction": 1}') is None
+    True
     """
-    names = [*numeric, *(f for f, _ in categorical)]
-    kinds: list[Any] = [float | None] * len(numeric) + [k | None for _, k in categorical]
-    attrs = {f: f"f{j}" for j, f in enumerate(names)}
-    features = msgspec.defstruct(
-        f"{name}Features",
-        [(attrs[f], kind) for f, kind in zip(names, kinds, strict=True)],
-        bases=(FastFeatures,),
-        rename={a: f for f, a in attrs.items()},
-        forbid_unknown_fields=True,
-        gc=False,
-        namespace={"names": tuple(names), "attrs": attrs},
-        module=__name__,
-    )
+    kinds: list[Any] = []
+    for feature, kind in categorical:
+        if kind is str:
+            kinds.append(None)
+        elif kind is bool:
+            kinds.append(bool)
+        elif get_origin(kind) is Literal and all(type(v) is str for v in get_args(kind)):
+            kinds.append(tuple(get_args(kind)))
+        else:
+            raise TypeError(f"feature {feature!r}: kind must be str, bool or a Literal of str")
+    names = (*numeric, *(f for f, _ in categorical))
+    where = {f: (False, j) for j, f in enumerate(numeric)}
+    where.update({f: (True, j) for j, (f, _) in enumerate(categorical)})
+    layout = RowLayout(names, where, len(numeric), len(categorical))
     prediction = msgspec.defstruct(
         f"{name}Prediction",
-        [("features", features)],
+        [("features", msgspec.Raw)],
         bases=(FastPrediction,),
         forbid_unknown_fields=True,
         gc=False,
@@ -208,11 +372,13 @@ def compile_schema(
         module=__name__,
     )
     return FeatureSchema(
-        tuple((f, attrs[f]) for f in numeric),
-        tuple((f, attrs[f]) for f, _ in categorical),
-        cast(type[FastFeatures], features),
+        tuple(numeric),
+        tuple(f for f, _ in categorical),
+        tuple(kinds),
+        layout,
         msgspec.json.Decoder(prediction),
         msgspec.json.Decoder(envelope),
+        [None] * (64 * len(categorical)),
     )
 
 
@@ -222,10 +388,19 @@ _TIMESTAMP = TypeAdapter(datetime)
 _BUILTIN = (datetime,)
 
 
+def _features_dict(value: Any) -> Any:
+    if isinstance(value, FastRow):
+        return value.as_dict()
+    raise TypeError(f"cannot convert {type(value).__name__}")
+
+
 def as_event(event: FastPrediction | PredictionEvent) -> PredictionEvent:
     """The schema's plain dict of a fast-decoded event (a dict is returned as it is)."""
     if isinstance(event, FastPrediction):
-        return cast(PredictionEvent, msgspec.to_builtins(event, builtin_types=_BUILTIN))
+        return cast(
+            PredictionEvent,
+            msgspec.to_builtins(event, builtin_types=_BUILTIN, enc_hook=_features_dict),
+        )
     return event
 
 
@@ -235,7 +410,18 @@ def _fixed(value: FastPrediction) -> FastPrediction:
     return value
 
 
-_ERRORS = (msgspec.DecodeError, ValueError)
+def _general_one(raw: bytes) -> FastPrediction | None:
+    try:
+        return _ONE.decode(raw)
+    except _ERRORS:
+        return None
+
+
+def _general_many(raw: bytes) -> list[FastPrediction] | None:
+    try:
+        return _MANY.decode(raw).events
+    except _ERRORS:
+        return None
 
 
 class FastDecoder:
@@ -250,8 +436,8 @@ class FastDecoder:
 
     def __init__(self) -> None:
         self._schemas: dict[tuple[Any, ...], FeatureSchema] = {}
-        self._one: list[Any] = [_ONE.decode]
-        self._many: list[Any] = [_MANY.decode]
+        self._one: list[Callable[[bytes], FastPrediction | None]] = [_general_one]
+        self._many: list[Callable[[bytes], list[FastPrediction] | None]] = [_general_many]
 
     def compile(
         self, numeric: Sequence[str], categorical: Sequence[tuple[str, Any]]
@@ -265,53 +451,33 @@ class FastDecoder:
             schema = compile_schema(numeric, categorical, f"Schema{len(self._schemas)}")
             self._schemas[key] = schema
             typed = list(self._schemas.values())
-            self._one = [s.one.decode for s in typed] + [_ONE.decode]
-            self._many = [s.many.decode for s in typed] + [_MANY.decode]
+            self._one = [*(s.decode_one for s in typed), _general_one]
+            self._many = [*(s.decode_many for s in typed), _general_many]
         return schema
-
-    def _decode(self, decoders: list[Any], raw: bytes) -> Any:
-        for decode in decoders:
-            try:
-                return decode(raw)
-            except _ERRORS:
-                continue
-        return None
 
     def prediction(self, raw: bytes) -> FastPrediction | None:
         """One prediction event from its JSON bytes, or ``None`` when pydantic must decide."""
-        value = self._decode(self._one, raw)
-        return None if value is None else _fixed(value)
+        for decode in self._one:
+            value = decode(raw)
+            if value is not None:
+                return _fixed(value)
+        return None
 
     def lines(self, lines: Iterable[bytes]) -> list[FastPrediction | None]:
         """:meth:`prediction` of every line."""
-        out: list[FastPrediction | None] = []
-        append = out.append
-        first, rest = self._one[0], self._one[1:]
-        slow = self._decode
-        for raw in lines:
-            try:
-                value = first(raw)
-            except _ERRORS:
-                value = slow(rest, raw)
-                if value is None:
-                    append(None)
-                    continue
-            if type(value.timestamp) is int:
-                value.timestamp = _TIMESTAMP.validate_python(value.timestamp)
-            append(value)
-        return out
+        return list(map(self.prediction, lines))
 
     def envelope(self, raw: bytes) -> list[FastPrediction] | None:
         """The events of a batch envelope ``{"events": [...]}`` of valid predictions, or
         ``None`` when any element (or the envelope) needs pydantic's judgement."""
-        value = self._decode(self._many, raw)
-        if value is None:
-            return None
-        events: list[FastPrediction] = value.events
-        for ev in events:
-            if type(ev.timestamp) is int:
-                _fixed(ev)
-        return events
+        for decode in self._many:
+            events = decode(raw)
+            if events is not None:
+                for ev in events:
+                    if type(ev.timestamp) is int:
+                        _fixed(ev)
+                return events
+        return None
 
     def messages(self, raws: Sequence[bytes], max_bytes: int) -> list[list[FastPrediction] | None]:
         """:meth:`message` of every Kafka message value (``None`` also for a value over

@@ -9,25 +9,23 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
-from msgspec import to_builtins
-from msgspec.structs import astuple
 
 from detectors.columns import (
     Columns,
     categorical_block,
+    checked_columns,
     dense_numeric_block,
     extract,
     float_array,
     int_array,
     numeric_block,
-    row_columns,
     unexpected_features,
 )
 from detectors.performance import ErrorMonitor
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.window import DetectorSettings, WindowDetector, WindowReport
 from monitor.events import FeatureEvent, PredictionEvent, epoch_seconds
-from monitor.fastdecode import FastFeatures, FastOutput, FastPrediction, FeatureSchema
+from monitor.fastdecode import FastOutput, FastPrediction, FastRow, FeatureSchema, row_dicts
 
 StreamKey = tuple[str, str]
 
@@ -103,17 +101,20 @@ def _field(events: Sequence[Any], fast: attrgetter[Any], slow: itemgetter[Any]) 
 
 
 def features_of(events: Sequence[Any]) -> list[Any]:
-    """The ``features`` of every event: dicts, or structs of a compiled schema."""
+    """The ``features`` of every event: dicts, or rows of a compiled schema."""
     return _field(events, _A_FEATURES, _FEATURES)
 
 
 def feature_dicts(features: list[Any]) -> list[Any]:
-    """``features`` with the structs of compiled schemas turned into dicts (C-level), for the
-    general column code: a window mixing both kinds would otherwise read every value of
-    every struct through a Python-level ``__getitem__``."""
-    if not any(issubclass(t, FastFeatures) for t in set(map(type, features))):
+    """``features`` with the rows of compiled schemas turned into dicts (a block at a time,
+    see :func:`monitor.fastdecode.row_dicts`), for the general column code."""
+    if FastRow not in set(map(type, features)):
         return features
-    return [to_builtins(f) if isinstance(f, FastFeatures) else f for f in features]
+    at = [k for k, f in enumerate(features) if type(f) is FastRow]
+    out = list(features)
+    for k, d in zip(at, row_dicts([features[k] for k in at]), strict=True):
+        out[k] = d
+    return out
 
 
 def predictions_of(events: Sequence[Any]) -> list[Any]:
@@ -221,13 +222,13 @@ def window_parts(
 def _columns(det: WindowDetector, evs: list[Any], schema: FeatureSchema | None) -> Columns:
     feats = features_of(evs)
     nf = len(det.categorical_names)
-    if schema is not None and set(map(type, feats)) == {schema.features}:
-        # A compiled struct's fields are its numeric features, then its categorical ones.
-        return row_columns(
-            map(astuple, feats),
-            len(feats),
-            [name for name, _ in schema.numeric],
-            [name for name, _ in schema.categorical],
+    checked = schema.columns(feats) if schema is not None else None
+    if checked is not None:
+        return checked_columns(
+            checked[0],
+            checked[1],
+            schema.numeric,  # type: ignore[union-attr]
+            schema.categorical,  # type: ignore[union-attr]
             det.indexes[:nf],
             det.unseen_codes[:nf],
         )

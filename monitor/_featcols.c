@@ -1,0 +1,850 @@
+/* Feature objects of prediction events parsed straight into columns.
+ *
+ * The hot path (monitor/fastdecode.py) decodes a compiled schema's events with msgspec, except
+ * their "features" object, which msgspec leaves as raw JSON (msgspec.Raw). parse() reads the
+ * features of a whole batch into one row-major float64 block (numeric features; null is NaN)
+ * and one list per categorical feature, checking exactly what the compiled msgspec schema
+ * checked: every feature present once, numbers or null for numeric features, a category of
+ * the feature's kind (a string, a string of a closed set, or a bool) or null for categorical
+ * ones, no other key. Anything else (and anything unusual that JSON allows: escapes in keys or
+ * categories, numbers beyond float range) fails the batch, which then goes to the general
+ * decoder, so this path is narrower than the schema, never wider. Numbers are converted
+ * exactly (correctly rounded): Clinger's fast path when the decimal mantissa and power of ten
+ * are exact doubles, CPython's dtoa otherwise.
+ *
+ * attach() gives each event a FeatureRow (block, index) in place of its raw features; gather()
+ * turns the rows of a window back into feature-major columns. No per-value Python object is
+ * made for numeric features anywhere on this path.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ FeatureRow */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *block;
+    Py_ssize_t index;
+} FeatureRow;
+
+static void
+FeatureRow_dealloc(FeatureRow *self)
+{
+    /* Not tracked by the garbage collector: a row refers to its block, which holds numbers
+     * and categories only, so no cycle can pass through it. */
+    PyTypeObject *tp = Py_TYPE(self);
+    Py_CLEAR(self->block);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int
+FeatureRow_init(FeatureRow *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"block", "index", NULL};
+    PyObject *block;
+    Py_ssize_t index;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On", kwlist, &block, &index))
+        return -1;
+    Py_INCREF(block);
+    Py_XSETREF(self->block, block);
+    self->index = index;
+    return 0;
+}
+
+static PyMemberDef FeatureRow_members[] = {
+    {"block", T_OBJECT, offsetof(FeatureRow, block), READONLY, "the batch's block"},
+    {"index", T_PYSSIZET, offsetof(FeatureRow, index), READONLY, "the row in the block"},
+    {NULL},
+};
+
+static PyType_Slot FeatureRow_slots[] = {
+    {Py_tp_doc, "One event's features: row ``index`` of a parsed batch's ``block``."},
+    {Py_tp_dealloc, FeatureRow_dealloc},
+    {Py_tp_init, FeatureRow_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_members, FeatureRow_members},
+    {0, NULL},
+};
+
+static PyType_Spec FeatureRow_spec = {
+    .name = "monitor._featcols.FeatureRow",
+    .basicsize = sizeof(FeatureRow),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .slots = FeatureRow_slots,
+};
+
+static PyTypeObject *FeatureRowType = NULL;
+
+/* ------------------------------------------------------------------ parsing */
+
+typedef struct {
+    const char *p;
+    const char *end;
+} Cursor;
+
+static void
+skip_ws_run(Cursor *c)
+{
+    while (c->p < c->end) {
+        char ch = *c->p;
+        if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t')
+            c->p++;
+        else
+            break;
+    }
+}
+
+/* Whitespace is rare in machine-written JSON: one comparison when there is none (every JSON
+ * whitespace byte is <= ' '; any other such byte is an error found by the caller). */
+static inline void
+skip_ws(Cursor *c)
+{
+    if (c->p < c->end && (unsigned char)*c->p <= ' ')
+        skip_ws_run(c);
+}
+
+/* Whether n bytes at a and b are equal, by overlapping 8- or 4-byte loads (keys are short). */
+static inline int
+same_bytes(const char *a, const char *b, Py_ssize_t n)
+{
+    uint64_t x, y;
+    uint32_t u, v;
+    if (n >= 8) {
+        for (Py_ssize_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y)
+                return 0;
+        }
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        memcpy(&u, a, 4);
+        memcpy(&v, b, 4);
+        if (u != v)
+            return 0;
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return u == v;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (a[i] != b[i])
+            return 0;
+    }
+    return 1;
+}
+
+static int
+hex4(const char *p, unsigned int *out)
+{
+    unsigned int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char ch = p[i];
+        v <<= 4;
+        if (ch >= '0' && ch <= '9')
+            v |= (unsigned int)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f')
+            v |= (unsigned int)(ch - 'a' + 10);
+        else if (ch >= 'A' && ch <= 'F')
+            v |= (unsigned int)(ch - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The UTF-8 bytes of the JSON string body s[0:len] (escapes resolved) into out, which has room
+ * for len bytes (no escape is shorter than what it stands for); its length, or -1 when the
+ * body is not valid JSON or holds a lone surrogate. */
+static Py_ssize_t
+unescape(const char *s, Py_ssize_t len, char *out)
+{
+    const char *end = s + len;
+    char *o = out;
+    while (s < end) {
+        char ch = *s++;
+        if (ch != '\\') {
+            *o++ = ch;
+            continue;
+        }
+        if (s >= end)
+            return -1;
+        ch = *s++;
+        switch (ch) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            unsigned int cp;
+            if (end - s < 4 || hex4(s, &cp) < 0)
+                return -1;
+            s += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned int lo;
+                if (end - s < 6 || s[0] != '\\' || s[1] != 'u' || hex4(s + 2, &lo) < 0 ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return -1;
+                s += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return -1;
+            }
+            if (cp < 0x80) {
+                *o++ = (char)cp;
+            }
+            else if (cp < 0x800) {
+                *o++ = (char)(0xC0 | (cp >> 6));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            }
+            else if (cp < 0x10000) {
+                *o++ = (char)(0xE0 | (cp >> 12));
+                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            }
+            else {
+                *o++ = (char)(0xF0 | (cp >> 18));
+                *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            }
+            break;
+        }
+        default:
+            return -1;
+        }
+    }
+    return o - out;
+}
+
+/* Whether any of 8 bytes may be a quote, a backslash or a control character (a false
+ * positive is possible, a false negative is not: the caller then looks byte by byte). */
+static inline uint64_t
+special8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t q = w ^ (ones * '"');
+    uint64_t b = w ^ (ones * '\\');
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w)) & highs;
+}
+
+/* A JSON string starting at c->p (the opening quote): sets its UTF-8 bytes, with escapes
+ * resolved into *scratch (grown as needed; the caller frees it) when it has any. */
+static inline int
+json_string(Cursor *c, const char **start, Py_ssize_t *len, char **scratch, Py_ssize_t *room)
+{
+    if (c->p >= c->end || *c->p != '"')
+        return -1;
+    const char *s = ++c->p;
+    const char *q = s;
+    const char *end = c->end;
+    int escaped = 0;
+    for (;;) {
+        while (end - q >= 8) {
+            uint64_t w;
+            memcpy(&w, q, 8);
+            if (special8(w))
+                break;
+            q += 8;
+        }
+        while (q < end && (unsigned char)*q >= 0x20 && *q != '"' && *q != '\\')
+            q++;
+        if (q >= end || (unsigned char)*q < 0x20)
+            return -1; /* unterminated, or a control character (JSON escapes those) */
+        if (*q == '"')
+            break;
+        escaped = 1; /* a backslash: skip what it escapes (checked by unescape) */
+        q += 2;
+        if (q > end)
+            return -1;
+    }
+    c->p = q + 1;
+    if (!escaped) {
+        *start = s;
+        *len = q - s;
+        return 0;
+    }
+    if (*room < q - s) {
+        char *grown = PyMem_Realloc(*scratch, (size_t)(q - s) + 1);
+        if (grown == NULL)
+            return -1;
+        *scratch = grown;
+        *room = q - s;
+    }
+    Py_ssize_t n = unescape(s, q - s, *scratch);
+    if (n < 0)
+        return -1;
+    *start = *scratch;
+    *len = n;
+    return 0;
+}
+
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A JSON number at c->p into *out, correctly rounded; -1 when it is not a finite double. */
+static int
+number(Cursor *c, double *out)
+{
+    const char *s = c->p;
+    const char *p = s;
+    const char *end = c->end;
+    int neg = 0;
+    uint64_t mant = 0;
+    int digits = 0;     /* significant digits gathered into mant */
+    int dropped = 0;    /* digits of the integer part beyond 19 */
+    int exp10 = 0;
+    if (p < end && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (p >= end)
+        return -1;
+    if (*p == '0') {
+        p++;
+    }
+    else if (*p >= '1' && *p <= '9') {
+        const char *stop = end - p > 19 ? p + 19 : end;
+        while (p < stop) {
+            unsigned int d = (unsigned char)*p - '0';
+            if (d > 9)
+                break;
+            mant = mant * 10 + d;
+            p++;
+        }
+        digits = (int)(p - s) - neg;
+        while (p < end && *p >= '0' && *p <= '9') {
+            dropped++;
+            p++;
+        }
+    }
+    else {
+        return -1;
+    }
+    int inexact = dropped > 0;
+    int integer = 1; /* JSON integer syntax: read as an int, then made a float (so -0 is 0.0) */
+    exp10 = dropped;
+    if (p < end && *p == '.') {
+        integer = 0;
+        p++;
+        if (p >= end || *p < '0' || *p > '9')
+            return -1;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (digits < 19 && !inexact) {
+                if (mant != 0 || *p != '0')
+                    digits += 1;
+                mant = mant * 10 + (uint64_t)(*p - '0');
+                exp10--;
+            }
+            else if (*p != '0') {
+                inexact = 1;
+            }
+            p++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        integer = 0;
+        p++;
+        int eneg = 0;
+        if (p < end && (*p == '+' || *p == '-')) {
+            eneg = *p == '-';
+            p++;
+        }
+        if (p >= end || *p < '0' || *p > '9')
+            return -1;
+        int e = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (e < 100000)
+                e = e * 10 + (*p - '0');
+            p++;
+        }
+        exp10 += eneg ? -e : e;
+    }
+    c->p = p;
+    double v;
+    if (!inexact && mant <= ((uint64_t)1 << 53) && exp10 >= -22 && exp10 <= 22) {
+        v = (double)mant;
+        if (exp10 < 0)
+            v /= POW10[-exp10];
+        else
+            v *= POW10[exp10];
+    }
+    else {
+        char buf[128];
+        Py_ssize_t n = p - s;
+        char *tmp = buf;
+        if (n >= (Py_ssize_t)sizeof(buf)) {
+            tmp = PyMem_Malloc(n + 1);
+            if (tmp == NULL)
+                return -2;
+        }
+        memcpy(tmp, s, n);
+        tmp[n] = '\0';
+        char *stop = NULL;
+        v = PyOS_string_to_double(tmp, &stop, NULL);
+        int bad = (v == -1.0 && PyErr_Occurred()) || stop != tmp + n;
+        if (tmp != buf)
+            PyMem_Free(tmp);
+        if (bad) {
+            PyErr_Clear();
+            return -1;
+        }
+        *out = v;
+        return isfinite(v) ? 0 : -1;
+    }
+    *out = neg && !(integer && mant == 0) ? -v : v;
+    return 0;
+}
+
+static inline int
+literal(Cursor *c, const char *word, Py_ssize_t n)
+{
+    if (c->end - c->p < n || memcmp(c->p, word, n) != 0)
+        return -1;
+    c->p += n;
+    return 0;
+}
+
+/* What parse() knows of one feature key. */
+typedef struct {
+    const char *key;
+    Py_ssize_t len;
+    int categorical;    /* 0: numeric */
+    Py_ssize_t column;  /* numeric or categorical column */
+    int kind;           /* categorical: 0 open str, 1 bool, 2 closed set */
+    PyObject *set;      /* kind 2: tuple of the allowed str objects */
+    int plain;          /* the key's JSON form is its UTF-8 bytes (nothing to escape) */
+    PyObject **cache;   /* categorical: CACHE_SLOTS recent categories (items of a list) */
+} Key;
+
+/* Categories are looked up by a hash of their bytes among the last few seen in their column,
+ * so a repeated category is the same str object every time (no allocation, and its hash is
+ * computed once for every dict lookup that follows). */
+#define CACHE_SLOTS 64
+
+static inline Py_ssize_t
+slot_of(const char *s, Py_ssize_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return (Py_ssize_t)((h ^ (h >> 16)) & (CACHE_SLOTS - 1));
+}
+
+/* The category with these UTF-8 bytes for key k (a new reference), or NULL with no error set
+ * when it is not one (not UTF-8, or outside a closed set); -2 semantics via *failed. */
+static PyObject *
+category(Key *k, const char *s, Py_ssize_t n, int *failed)
+{
+    PyObject **slot = &k->cache[slot_of(s, n)];
+    PyObject *cand = *slot;
+    if (cand != Py_None && PyUnicode_IS_ASCII(cand) && PyUnicode_GET_LENGTH(cand) == n &&
+        memcmp(PyUnicode_DATA(cand), s, n) == 0)
+        return Py_NewRef(cand);
+    PyObject *value = NULL;
+    if (k->kind == 2) {
+        Py_ssize_t m = PyTuple_GET_SIZE(k->set);
+        for (Py_ssize_t i = 0; i < m; i++) {
+            PyObject *member = PyTuple_GET_ITEM(k->set, i);
+            Py_ssize_t mlen;
+            const char *ms = PyUnicode_AsUTF8AndSize(member, &mlen);
+            if (ms == NULL) {
+                *failed = 1;
+                return NULL;
+            }
+            if (mlen == n && memcmp(ms, s, n) == 0) {
+                value = Py_NewRef(member);
+                break;
+            }
+        }
+        if (value == NULL)
+            return NULL;
+    }
+    else {
+        value = PyUnicode_DecodeUTF8(s, n, NULL);
+        if (value == NULL) {
+            PyErr_Clear(); /* not UTF-8: the general decoder says why */
+            return NULL;
+        }
+    }
+    Py_SETREF(*slot, Py_NewRef(value));
+    return value;
+}
+
+
+/* Parse one features object into row r; 0, -1 (not for this path) or -2 (Python error). */
+static int
+parse_one(Cursor *c, Key *keys, Py_ssize_t nkeys, char *seen, double *row, PyObject **cats,
+          Py_ssize_t r, char **scratch, Py_ssize_t *room)
+{
+    memset(seen, 0, nkeys);
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != '{')
+        return -1;
+    c->p++;
+    skip_ws(c);
+    Py_ssize_t count = 0;
+    Py_ssize_t guess = 0;
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+    }
+    else {
+        for (;;) {
+            Py_ssize_t found = -1;
+            /* Keys usually come in the schema's order: try the next one first, on the bytes. */
+            if (guess < nkeys && keys[guess].plain) {
+                Key *next = &keys[guess];
+                if (c->end - c->p > next->len + 1 && c->p[0] == '"' &&
+                    same_bytes(c->p + 1, next->key, next->len) && c->p[next->len + 1] == '"') {
+                    found = guess;
+                    c->p += next->len + 2;
+                }
+            }
+            if (found < 0) {
+                const char *k;
+                Py_ssize_t klen;
+                if (json_string(c, &k, &klen, scratch, room) < 0)
+                    return -1;
+                for (Py_ssize_t i = 0; i < nkeys; i++) {
+                    if (keys[i].len == klen && memcmp(keys[i].key, k, klen) == 0) {
+                        found = i;
+                        break;
+                    }
+                }
+            }
+            if (found < 0 || seen[found])
+                return -1;
+            seen[found] = 1;
+            guess = found + 1;
+            count++;
+            skip_ws(c);
+            if (c->p >= c->end || *c->p != ':')
+                return -1;
+            c->p++;
+            skip_ws(c);
+            if (c->p >= c->end)
+                return -1;
+            Key *key = &keys[found];
+            char ch = *c->p;
+            if (!key->categorical) {
+                if (ch == 'n') {
+                    if (literal(c, "null", 4) < 0)
+                        return -1;
+                    row[key->column] = NAN;
+                }
+                else {
+                    int rc = number(c, &row[key->column]);
+                    if (rc < 0)
+                        return rc;
+                }
+            }
+            else {
+                PyObject *value = NULL;
+                if (ch == 'n') {
+                    if (literal(c, "null", 4) < 0)
+                        return -1;
+                    value = Py_NewRef(Py_None);
+                }
+                else if (key->kind == 1) {
+                    if (literal(c, "true", 4) == 0)
+                        value = Py_NewRef(Py_True);
+                    else if (literal(c, "false", 5) == 0)
+                        value = Py_NewRef(Py_False);
+                    else
+                        return -1;
+                }
+                else {
+                    const char *s;
+                    Py_ssize_t slen;
+                    if (json_string(c, &s, &slen, scratch, room) < 0)
+                        return -1;
+                    int failed = 0;
+                    value = category(key, s, slen, &failed);
+                    if (value == NULL)
+                        return failed ? -2 : -1;
+                }
+                PyObject *list = cats[key->column];
+                PyObject *old = PyList_GET_ITEM(list, r);
+                PyList_SET_ITEM(list, r, value);
+                Py_XDECREF(old);
+            }
+            skip_ws(c);
+            if (c->p >= c->end)
+                return -1;
+            if (*c->p == ',') {
+                c->p++;
+                skip_ws(c);
+                continue;
+            }
+            if (*c->p == '}') {
+                c->p++;
+                break;
+            }
+            return -1;
+        }
+    }
+    if (count != nkeys)
+        return -1;
+    skip_ws(c);
+    return c->p == c->end ? 0 : -1;
+}
+
+static void
+release_keys(char *seen, Key *keys, Py_ssize_t n)
+{
+    PyMem_Free(seen);
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_XDECREF(keys[i].set);
+    PyMem_Free(keys);
+}
+
+/* parse(raws, numeric, categorical, kinds) -> (bytearray, tuple of lists) | int */
+static PyObject *
+featcols_parse(PyObject *module, PyObject *args)
+{
+    PyObject *raws, *numeric, *categorical, *kinds, *cache;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!", &PyList_Type, &raws, &PyTuple_Type, &numeric,
+                          &PyTuple_Type, &categorical, &PyTuple_Type, &kinds, &PyList_Type,
+                          &cache))
+        return NULL;
+    Py_ssize_t f = PyTuple_GET_SIZE(numeric);
+    Py_ssize_t g = PyTuple_GET_SIZE(categorical);
+    Py_ssize_t nkeys = f + g;
+    if (PyTuple_GET_SIZE(kinds) != g || PyList_GET_SIZE(cache) != g * CACHE_SLOTS) {
+        PyErr_SetString(PyExc_ValueError,
+                        "one kind per categorical feature and 64 cache slots for each");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(raws);
+    Key *keys = PyMem_Calloc(nkeys ? nkeys : 1, sizeof(Key));
+    char *seen = PyMem_Malloc(nkeys ? nkeys : 1);
+    if (keys == NULL || seen == NULL) {
+        PyMem_Free(keys);
+        PyMem_Free(seen);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < nkeys; i++) {
+        PyObject *name = i < f ? PyTuple_GET_ITEM(numeric, i) : PyTuple_GET_ITEM(categorical, i - f);
+        const char *s = PyUnicode_AsUTF8AndSize(name, &keys[i].len);
+        if (s == NULL) {
+            release_keys(seen, keys, i);
+            return NULL;
+        }
+        keys[i].key = s;
+        keys[i].plain = 1;
+        for (Py_ssize_t b = 0; b < keys[i].len; b++) {
+            if ((unsigned char)s[b] < 0x20 || s[b] == '"' || s[b] == '\\')
+                keys[i].plain = 0;
+        }
+        keys[i].categorical = i >= f;
+        keys[i].column = i < f ? i : i - f;
+        if (i >= f) {
+            keys[i].cache = &PyList_GET_ITEM(cache, (i - f) * CACHE_SLOTS);
+            PyObject *kind = PyTuple_GET_ITEM(kinds, i - f);
+            if (kind == Py_None) {
+                keys[i].kind = 0;
+            }
+            else if (kind == (PyObject *)&PyBool_Type) {
+                keys[i].kind = 1;
+            }
+            else if (PyTuple_Check(kind)) {
+                keys[i].kind = 2;
+                keys[i].set = Py_NewRef(kind);
+            }
+            else {
+                release_keys(seen, keys, i);
+                PyErr_SetString(PyExc_TypeError, "a kind is None, bool or a tuple of str");
+                return NULL;
+            }
+        }
+    }
+    PyObject *values = PyByteArray_FromStringAndSize(NULL, n * f * (Py_ssize_t)sizeof(double));
+    PyObject *cols = PyTuple_New(g);
+    if (values == NULL || cols == NULL)
+        goto error;
+    for (Py_ssize_t j = 0; j < g; j++) {
+        PyObject *col = PyList_New(n);
+        if (col == NULL)
+            goto error;
+        for (Py_ssize_t r = 0; r < n; r++)
+            PyList_SET_ITEM(col, r, Py_NewRef(Py_None));
+        PyTuple_SET_ITEM(cols, j, col);
+    }
+    double *block = (double *)PyByteArray_AS_STRING(values);
+    char *scratch = NULL; /* escaped strings, resolved */
+    Py_ssize_t room = 0;
+    PyObject **catcols = &PyTuple_GET_ITEM(cols, 0);
+    for (Py_ssize_t r = 0; r < n; r++) {
+        Py_buffer view;
+        int rc = -1;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(raws, r), &view, PyBUF_SIMPLE) < 0) {
+            PyErr_Clear(); /* not raw JSON: not for this path */
+        }
+        else {
+            Cursor c = {(const char *)view.buf, (const char *)view.buf + view.len};
+            rc = parse_one(&c, keys, nkeys, seen, block + r * f, catcols, r, &scratch, &room);
+            PyBuffer_Release(&view);
+        }
+        if (rc == -2) {
+            PyMem_Free(scratch);
+            goto error;
+        }
+        if (rc < 0) {
+            PyMem_Free(scratch);
+            release_keys(seen, keys, nkeys);
+            Py_DECREF(values);
+            Py_DECREF(cols);
+            return PyLong_FromSsize_t(r);
+        }
+    }
+    PyMem_Free(scratch);
+    release_keys(seen, keys, nkeys);
+    return Py_BuildValue("(NN)", values, cols);
+error:
+    release_keys(seen, keys, nkeys);
+    Py_XDECREF(values);
+    Py_XDECREF(cols);
+    return NULL;
+}
+
+/* attach(events, block, row_type, attr) -> None: events[i].<attr> = row_type(block, i) */
+static PyObject *
+featcols_attach(PyObject *module, PyObject *args)
+{
+    PyObject *events, *block, *attr;
+    PyTypeObject *row_type;
+    if (!PyArg_ParseTuple(args, "O!OO!U", &PyList_Type, &events, &block, &PyType_Type, &row_type,
+                          &attr))
+        return NULL;
+    if (!PyType_IsSubtype(row_type, FeatureRowType)) {
+        PyErr_SetString(PyExc_TypeError, "row_type must derive from FeatureRow");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(events);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        FeatureRow *row = (FeatureRow *)row_type->tp_alloc(row_type, 0);
+        if (row == NULL)
+            return NULL;
+        row->block = Py_NewRef(block);
+        row->index = i;
+        int rc = PyObject_SetAttr(PyList_GET_ITEM(events, i), attr, (PyObject *)row);
+        Py_DECREF(row);
+        if (rc < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* gather(rows, layout) -> (bytearray of f x n doubles, tuple of g lists) | None
+ *
+ * Every row's block must be a tuple (values, categorical columns, layout, ...) of this layout
+ * (the same object); values is row-major (rows of f doubles), the result feature-major. */
+static PyObject *
+featcols_gather(PyObject *module, PyObject *args)
+{
+    PyObject *rows, *layout;
+    Py_ssize_t f, g;
+    if (!PyArg_ParseTuple(args, "O!Onn", &PyList_Type, &rows, &layout, &f, &g))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (!PyObject_TypeCheck(row, FeatureRowType))
+            Py_RETURN_NONE;
+        PyObject *block = ((FeatureRow *)row)->block;
+        if (!PyTuple_Check(block) || PyTuple_GET_SIZE(block) < 3 ||
+            PyTuple_GET_ITEM(block, 2) != layout)
+            Py_RETURN_NONE;
+    }
+    PyObject *values = PyByteArray_FromStringAndSize(NULL, n * f * (Py_ssize_t)sizeof(double));
+    PyObject *cols = PyTuple_New(g);
+    if (values == NULL || cols == NULL)
+        goto error;
+    for (Py_ssize_t j = 0; j < g; j++) {
+        PyObject *col = PyList_New(n);
+        if (col == NULL)
+            goto error;
+        PyTuple_SET_ITEM(cols, j, col);
+    }
+    double *out = (double *)PyByteArray_AS_STRING(values);
+    PyObject *last = NULL;
+    const double *src = NULL;
+    PyObject *srccols = NULL;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        FeatureRow *row = (FeatureRow *)PyList_GET_ITEM(rows, r);
+        if (row->block != last) {
+            last = row->block;
+            src = (const double *)PyByteArray_AS_STRING(PyTuple_GET_ITEM(last, 0));
+            srccols = PyTuple_GET_ITEM(last, 1);
+        }
+        const double *in = src + row->index * f;
+        for (Py_ssize_t j = 0; j < f; j++)
+            out[j * n + r] = in[j];
+        for (Py_ssize_t j = 0; j < g; j++) {
+            PyObject *v = PyList_GET_ITEM(PyTuple_GET_ITEM(srccols, j), row->index);
+            PyList_SET_ITEM(PyTuple_GET_ITEM(cols, j), r, Py_NewRef(v));
+        }
+    }
+    return Py_BuildValue("(NN)", values, cols);
+error:
+    Py_XDECREF(values);
+    Py_XDECREF(cols);
+    return NULL;
+}
+
+static PyMethodDef featcols_methods[] = {
+    {"parse", featcols_parse, METH_VARARGS,
+     "parse(raws, numeric, categorical, kinds, cache): the features of every raw JSON object as "
+     "(row-major float64 bytes, one list per categorical feature), or the index of the first "
+     "object this path does not take."},
+    {"attach", featcols_attach, METH_VARARGS,
+     "attach(events, block, row_type, attr): set events[i].attr = row_type(block, i)."},
+    {"gather", featcols_gather, METH_VARARGS,
+     "gather(rows, layout, f, g): the rows' features as (feature-major float64 bytes, one "
+     "list per categorical feature), or None when a row is not of this layout."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+featcols_exec(PyObject *module)
+{
+    FeatureRowType = (PyTypeObject *)PyType_FromSpec(&FeatureRow_spec);
+    if (FeatureRowType == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(module, "FeatureRow", (PyObject *)FeatureRowType) < 0)
+        return -1;
+    return 0;
+}
+
+static PyModuleDef_Slot featcols_slots[] = {
+    {Py_mod_exec, featcols_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef featcols_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "monitor._featcols",
+    .m_doc = "Feature objects of prediction events parsed straight into columns.",
+    .m_size = 0,
+    .m_methods = featcols_methods,
+    .m_slots = featcols_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__featcols(void)
+{
+    return PyModuleDef_Init(&featcols_module);
+}

@@ -1,0 +1,181 @@
+"""The C feature parser (``monitor/_featcols.c``) against Python's own JSON and float parsing:
+what it takes it reads exactly as ``json.loads`` does, and it refuses the rest."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor._featcols import FeatureRow, gather, parse
+from monitor.fastdecode import FastRow, as_event, compile_schema, row_dicts
+
+BASE = b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0, "prediction": 1, '
+
+
+def _parse(
+    objs: list[bytes],
+    numeric: tuple[str, ...],
+    categorical: tuple[str, ...] = (),
+    kinds: Any = None,
+) -> Any:
+    kinds = kinds if kinds is not None else (None,) * len(categorical)
+    return parse(objs, numeric, categorical, kinds, [None] * (64 * len(categorical)))
+
+
+def _number(text: str) -> float | None:
+    """The parser's reading of ``text`` as the value of a numeric feature (None: refused)."""
+    got = _parse([b'{"x": ' + text.encode() + b"}"], ("x",))
+    if type(got) is int:
+        return None
+    (value,) = struct.unpack("d", got[0])
+    return float(value)
+
+
+numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(10**30), 10**30).map(str),
+    st.builds(
+        lambda sign, whole, frac, exp: f"{sign}{whole}{frac}{exp}",
+        st.sampled_from(["", "-"]),
+        st.one_of(st.just("0"), st.from_regex(r"[1-9][0-9]{0,24}", fullmatch=True)),
+        st.one_of(st.just(""), st.from_regex(r"\.[0-9]{1,25}", fullmatch=True)),
+        st.one_of(st.just(""), st.from_regex(r"[eE][+-]?[0-9]{1,3}", fullmatch=True)),
+    ),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(numbers)
+def test_numbers_are_read_exactly_as_python_reads_them(text: str) -> None:
+    """Correct rounding: the fast path (exact mantissa and power of ten) and dtoa agree with
+    ``float()`` to the bit; a number beyond float range is refused."""
+    expected = float(json.loads(text))  # json.loads checks the grammar; float() rounds
+    got = _number(text)
+    if np.isfinite(expected):
+        assert got is not None and struct.pack("d", got) == struct.pack("d", expected), text
+    else:
+        assert got is None, text
+
+
+@pytest.mark.parametrize(
+    "text", ["01", "1.", ".5", "+1", "1e", "1e+", "-", "--1", "NaN", "Infinity", "0x10", "1.5e400"]
+)
+def test_what_json_or_a_float_does_not_allow_is_refused(text: str) -> None:
+    assert _number(text) is None
+
+
+def test_keys_in_any_order_and_whitespace_anywhere() -> None:
+    objs = [
+        b'{"a": 1, "b": "x"}',
+        b'{"b":"y","a":2.5}',
+        b' \n{ "a" :\t-0 ,\r\n "b" : null } ',
+        b'{"\\u0061": null, "b": "\\u00e9\\ud83d\\ude00\\n\\"q\\""}',
+    ]
+    got = _parse(objs, ("a",), ("b",))
+    assert type(got) is tuple
+    values = np.frombuffer(got[0], np.float64)
+    assert values[:3].tolist() == [1.0, 2.5, 0.0] and np.isnan(values[3])
+    assert np.copysign(1, values[2]) == 1.0  # -0 is the integer 0, as json.loads reads it
+    assert got[1] == (["x", "y", None, 'é😀\n"q"'],)
+
+
+@pytest.mark.parametrize(
+    ("obj", "why"),
+    [
+        (b'{"a": 1}', "a feature absent"),
+        (b'{"a": 1, "b": "x", "c": 2}', "a feature outside the schema"),
+        (b'{"a": 1, "a": 2, "b": "x"}', "a feature twice"),
+        (b'{"a": "1", "b": "x"}', "a string for a numeric feature"),
+        (b'{"a": true, "b": "x"}', "a bool for a numeric feature"),
+        (b'{"a": 1, "b": 3}', "a number for a string feature"),
+        (b'{"a": 1, "b": "\x01"}', "an unescaped control character"),
+        (b'{"a": 1, "b": "\\ud800"}', "a lone surrogate"),
+        (b'{"a": 1, "b": "\\x41"}', "an escape JSON does not have"),
+        (b'{"a": 1, "b": "\xff"}', "bytes that are not UTF-8"),
+        (b'{"a": 1, "b": "x",}', "a trailing comma"),
+        (b'{"a": 1, "b": "x"} 7', "something after the object"),
+        (b'{"a": 1, "b": "x"', "an unterminated object"),
+        (b'{"a": 1, "b": "x}', "an unterminated string"),
+        (b"[1, 2]", "not an object"),
+    ],
+)
+def test_anything_else_is_refused_with_its_index(obj: bytes, why: str) -> None:
+    assert _parse([b'{"a": 0, "b": "ok"}', obj], ("a",), ("b",)) == 1, why
+
+
+def test_bool_kinds_and_closed_sets() -> None:
+    members = ("DE", "FR")
+    got = _parse(
+        [b'{"flag": true, "c": "FR"}', b'{"flag": false, "c": null}'],
+        (),
+        ("flag", "c"),
+        (bool, members),
+    )
+    assert got[1] == ([True, False], ["FR", None])
+    assert got[1][1][0] is members[1]  # the set's own string object
+    assert _parse([b'{"flag": 1, "c": "FR"}'], (), ("flag", "c"), (bool, members)) == 0
+    assert _parse([b'{"flag": true, "c": "US"}'], (), ("flag", "c"), (bool, members)) == 0
+
+
+def test_a_repeated_category_is_the_same_string_object() -> None:
+    cache: list[Any] = [None] * 64
+    first = parse([b'{"c": "mobile"}', b'{"c": "mobile"}'], (), ("c",), (None,), cache)
+    again = parse([b'{"c": "mobile"}'], (), ("c",), (None,), cache)
+    assert type(first) is tuple and type(again) is tuple
+    a, b = first[1][0]
+    assert a == "mobile" and a is b and again[1][0][0] is a
+
+
+def test_rows_gather_into_feature_columns_across_blocks() -> None:
+    schema = compile_schema(["x", "y"], [("c", str)])
+    one = b'{"events": [' + BASE + b'"features": {"x": 1, "y": null, "c": "DE"}}]}'
+    two = (
+        b'{"events": ['
+        + BASE
+        + b'"features": {"x": 2, "y": 3, "c": null}}, '
+        + BASE
+        + b'"features": {"c": "FR", "y": 4, "x": 5}}]}'
+    )
+    a, b = schema.decode_many(one), schema.decode_many(two)
+    assert a is not None and b is not None
+    rows: list[Any] = [b[1].features, a[0].features, b[0].features]
+    got = schema.columns(rows)
+    assert got is not None
+    values, (cats,) = got
+    np.testing.assert_array_equal(values, [[5.0, 1.0, 2.0], [4.0, np.nan, 3.0]])
+    assert cats == ["FR", "DE", None]
+    other = compile_schema(["x", "y"], [("c", str)])
+    assert other.columns(rows) is None  # rows of another schema
+    assert gather([*rows, FeatureRow(None, 0)], schema.layout, 2, 1) is None
+    assert row_dicts(rows) == [
+        {"x": 5.0, "y": 4.0, "c": "FR"},
+        {"x": 1.0, "y": None, "c": "DE"},
+        {"x": 2.0, "y": 3.0, "c": None},
+    ]
+
+
+def test_a_row_reads_like_the_features_dict() -> None:
+    schema = compile_schema(["x", "y"], [("c", str)])
+    raw = BASE + b'"features": {"x": 1.5, "y": null, "c": "DE"}}'
+    ev = schema.decode_one(raw)
+    assert ev is not None
+    row: Any = ev["features"]
+    assert isinstance(row, FastRow)
+    expected = {"x": 1.5, "y": None, "c": "DE"}
+    assert dict(row) == expected and row == expected
+    assert row["x"] == 1.5 and row.get("y", 0) is None and row.get("z", 0) == 0
+    assert "c" in row and "z" not in row and 3 not in row
+    assert list(row) == ["x", "y", "c"] and len(row) == 3
+    assert row.items() == list(expected.items()) and row.values() == list(expected.values())
+    with pytest.raises(KeyError):
+        row["z"]
+    assert as_event(ev)["features"] == expected
+    assert msgspec.json.decode(raw)["features"] == {"x": 1.5, "y": None, "c": "DE"}
+    assert "FastRow" in repr(row)
