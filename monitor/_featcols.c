@@ -20,7 +20,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <math.h>
-#include <string.h>
+#include <string.h> /* memmem: _GNU_SOURCE comes with pyconfig.h */
 
 /* ------------------------------------------------------------------ FeatureRow */
 
@@ -596,10 +596,7 @@ parse_one(Cursor *c, Key *keys, Py_ssize_t nkeys, char *seen, double *row, PyObj
             return -1;
         }
     }
-    if (count != nkeys)
-        return -1;
-    skip_ws(c);
-    return c->p == c->end ? 0 : -1;
+    return count == nkeys ? 0 : -1;
 }
 
 static void
@@ -611,15 +608,11 @@ release_keys(char *seen, Key *keys, Py_ssize_t n)
     PyMem_Free(keys);
 }
 
-/* parse(raws, numeric, categorical, kinds) -> (bytearray, tuple of lists) | int */
-static PyObject *
-featcols_parse(PyObject *module, PyObject *args)
+/* The Key of every feature (numeric ones first) and a seen-flag array, or NULL with an error. */
+static Key *
+setup_keys(PyObject *numeric, PyObject *categorical, PyObject *kinds, PyObject *cache,
+           char **seen_out)
 {
-    PyObject *raws, *numeric, *categorical, *kinds, *cache;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!", &PyList_Type, &raws, &PyTuple_Type, &numeric,
-                          &PyTuple_Type, &categorical, &PyTuple_Type, &kinds, &PyList_Type,
-                          &cache))
-        return NULL;
     Py_ssize_t f = PyTuple_GET_SIZE(numeric);
     Py_ssize_t g = PyTuple_GET_SIZE(categorical);
     Py_ssize_t nkeys = f + g;
@@ -628,13 +621,13 @@ featcols_parse(PyObject *module, PyObject *args)
                         "one kind per categorical feature and 64 cache slots for each");
         return NULL;
     }
-    Py_ssize_t n = PyList_GET_SIZE(raws);
     Key *keys = PyMem_Calloc(nkeys ? nkeys : 1, sizeof(Key));
     char *seen = PyMem_Malloc(nkeys ? nkeys : 1);
     if (keys == NULL || seen == NULL) {
         PyMem_Free(keys);
         PyMem_Free(seen);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return NULL;
     }
     for (Py_ssize_t i = 0; i < nkeys; i++) {
         PyObject *name = i < f ? PyTuple_GET_ITEM(numeric, i) : PyTuple_GET_ITEM(categorical, i - f);
@@ -671,6 +664,27 @@ featcols_parse(PyObject *module, PyObject *args)
             }
         }
     }
+    *seen_out = seen;
+    return keys;
+}
+
+/* parse(raws, numeric, categorical, kinds, cache) -> (bytearray, tuple of lists) | int */
+static PyObject *
+featcols_parse(PyObject *module, PyObject *args)
+{
+    PyObject *raws, *numeric, *categorical, *kinds, *cache;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!", &PyList_Type, &raws, &PyTuple_Type, &numeric,
+                          &PyTuple_Type, &categorical, &PyTuple_Type, &kinds, &PyList_Type,
+                          &cache))
+        return NULL;
+    Py_ssize_t f = PyTuple_GET_SIZE(numeric);
+    Py_ssize_t g = PyTuple_GET_SIZE(categorical);
+    Py_ssize_t nkeys = f + g;
+    Py_ssize_t n = PyList_GET_SIZE(raws);
+    char *seen = NULL;
+    Key *keys = setup_keys(numeric, categorical, kinds, cache, &seen);
+    if (keys == NULL)
+        return NULL;
     PyObject *values = PyByteArray_FromStringAndSize(NULL, n * f * (Py_ssize_t)sizeof(double));
     PyObject *cols = PyTuple_New(g);
     if (values == NULL || cols == NULL)
@@ -696,6 +710,10 @@ featcols_parse(PyObject *module, PyObject *args)
         else {
             Cursor c = {(const char *)view.buf, (const char *)view.buf + view.len};
             rc = parse_one(&c, keys, nkeys, seen, block + r * f, catcols, r, &scratch, &room);
+            if (rc == 0) {
+                skip_ws(&c);
+                rc = c.p == c.end ? 0 : -1;
+            }
             PyBuffer_Release(&view);
         }
         if (rc == -2) {
@@ -720,20 +738,196 @@ error:
     return NULL;
 }
 
-/* attach(events, block, row_type, attr) -> None: events[i].<attr> = row_type(block, i) */
+/* ------------------------------------------------------------------ envelopes */
+
+/* A growing output buffer. */
+typedef struct {
+    char *buf;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+} Out;
+
+static int
+out_put(Out *o, const char *s, Py_ssize_t n)
+{
+    if (o->len + n > o->cap) {
+        Py_ssize_t cap = o->cap * 2 > o->len + n ? o->cap * 2 : o->len + n + 64;
+        char *grown = PyMem_Realloc(o->buf, cap);
+        if (grown == NULL)
+            return -1;
+        o->buf = grown;
+        o->cap = cap;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    return 0;
+}
+
+static int
+out_index(Out *o, Py_ssize_t i)
+{
+    char digits[24];
+    int n = 0;
+    do {
+        digits[sizeof(digits) - 1 - n++] = (char)('0' + i % 10);
+        i /= 10;
+    } while (i > 0);
+    return out_put(o, digits + sizeof(digits) - n, n);
+}
+
+/* split(envelope, numeric, categorical, kinds, cache)
+ *     -> (the envelope's JSON with every "features": {...} object replaced by its row number,
+ *         bytearray of row-major float64 numeric features, tuple of one list per categorical
+ *         feature, number of rows) | None
+ *
+ * Every key "features" whose value is an object is parsed as parse() parses one (None when one
+ * is not of this schema) and replaced by its row number, so msgspec decodes the rest of the
+ * envelope without going over the features. Nothing else is looked at here: msgspec checks the
+ * returned JSON, the caller that there are as many rows as events and attach(..., check=True)
+ * that event i holds row i. A "features" object anywhere else (in a string, in another field)
+ * breaks one or the other: there are more rows than events, or an event keeps an object where
+ * msgspec wants a row number. */
+static PyObject *
+featcols_split(PyObject *module, PyObject *args)
+{
+    Py_buffer view;
+    PyObject *numeric, *categorical, *kinds, *cache;
+    if (!PyArg_ParseTuple(args, "y*O!O!O!O!", &view, &PyTuple_Type, &numeric, &PyTuple_Type,
+                          &categorical, &PyTuple_Type, &kinds, &PyList_Type, &cache))
+        return NULL;
+    Py_ssize_t f = PyTuple_GET_SIZE(numeric);
+    Py_ssize_t g = PyTuple_GET_SIZE(categorical);
+    Py_ssize_t nkeys = f + g;
+    char *seen = NULL;
+    Key *keys = setup_keys(numeric, categorical, kinds, cache, &seen);
+    if (keys == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Out out = {NULL, 0, 0};
+    double *rows = NULL;
+    Py_ssize_t nrows = 0, caprows = 0;
+    char *scratch = NULL;
+    Py_ssize_t room = 0;
+    PyObject *result = NULL;
+    PyObject *cols = PyTuple_New(g);
+    if (cols == NULL)
+        goto done;
+    for (Py_ssize_t j = 0; j < g; j++) {
+        PyObject *col = PyList_New(0);
+        if (col == NULL)
+            goto done;
+        PyTuple_SET_ITEM(cols, j, col);
+    }
+    out.cap = view.len + 16;
+    out.buf = PyMem_Malloc(out.cap);
+    if (out.buf == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const char *start = (const char *)view.buf;
+    const char *end = start + view.len;
+    const char *copied = start;
+    const char *from = start;
+    for (;;) {
+        const char *q = memmem(from, end - from, "\"features\"", 10);
+        if (q == NULL)
+            break;
+        from = q + 10;
+        const char *b = q;
+        while (b > start && b[-1] == '\\')
+            b--;
+        if ((q - b) & 1)
+            continue; /* an escaped quote: inside a string */
+        Cursor c = {from, end};
+        skip_ws(&c);
+        if (c.p >= end || *c.p != ':')
+            continue;
+        c.p++;
+        skip_ws(&c);
+        if (c.p >= end || *c.p != '{')
+            continue;
+        if (nrows == caprows) {
+            caprows = caprows ? caprows * 2 : 512;
+            double *grown = PyMem_Realloc(rows, caprows * f * sizeof(double) + 8);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            rows = grown;
+        }
+        for (Py_ssize_t j = 0; j < g; j++) {
+            if (PyList_Append(PyTuple_GET_ITEM(cols, j), Py_None) < 0)
+                goto done;
+        }
+        if (out_put(&out, copied, c.p - copied) < 0 || out_index(&out, nrows) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        int rc = parse_one(&c, keys, nkeys, seen, rows + nrows * f, &PyTuple_GET_ITEM(cols, 0),
+                           nrows, &scratch, &room);
+        if (rc == -2)
+            goto done;
+        if (rc < 0) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        nrows++;
+        copied = from = c.p;
+    }
+    if (out_put(&out, copied, end - copied) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    {
+        PyObject *json = PyBytes_FromStringAndSize(out.buf, out.len);
+        PyObject *values = PyByteArray_FromStringAndSize((const char *)rows,
+                                                         nrows * f * (Py_ssize_t)sizeof(double));
+        if (json == NULL || values == NULL) {
+            Py_XDECREF(json);
+            Py_XDECREF(values);
+            goto done;
+        }
+        result = Py_BuildValue("(NNOn)", json, values, cols, nrows);
+    }
+done:
+    PyBuffer_Release(&view);
+    release_keys(seen, keys, nkeys);
+    PyMem_Free(out.buf);
+    PyMem_Free(rows);
+    PyMem_Free(scratch);
+    Py_XDECREF(cols);
+    return result;
+}
+
+/* attach(events, block, row_type, attr, check=False) -> bool: events[i].<attr> =
+ * row_type(block, i); with check, only when every events[i].<attr> is the int i (False and
+ * nothing changed otherwise). */
 static PyObject *
 featcols_attach(PyObject *module, PyObject *args)
 {
     PyObject *events, *block, *attr;
     PyTypeObject *row_type;
-    if (!PyArg_ParseTuple(args, "O!OO!U", &PyList_Type, &events, &block, &PyType_Type, &row_type,
-                          &attr))
+    int check = 0;
+    if (!PyArg_ParseTuple(args, "O!OO!U|p", &PyList_Type, &events, &block, &PyType_Type,
+                          &row_type, &attr, &check))
         return NULL;
     if (!PyType_IsSubtype(row_type, FeatureRowType)) {
         PyErr_SetString(PyExc_TypeError, "row_type must derive from FeatureRow");
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(events);
+    for (Py_ssize_t i = 0; check && i < n; i++) {
+        PyObject *have = PyObject_GetAttr(PyList_GET_ITEM(events, i), attr);
+        if (have == NULL)
+            return NULL;
+        Py_ssize_t at = PyLong_CheckExact(have) ? PyLong_AsSsize_t(have) : -1;
+        Py_DECREF(have);
+        if (at == -1 && PyErr_Occurred())
+            PyErr_Clear();
+        if (at != i)
+            Py_RETURN_FALSE;
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         FeatureRow *row = (FeatureRow *)row_type->tp_alloc(row_type, 0);
         if (row == NULL)
@@ -745,7 +939,7 @@ featcols_attach(PyObject *module, PyObject *args)
         if (rc < 0)
             return NULL;
     }
-    Py_RETURN_NONE;
+    Py_RETURN_TRUE;
 }
 
 /* gather(rows, layout) -> (bytearray of f x n doubles, tuple of g lists) | None
@@ -810,8 +1004,13 @@ static PyMethodDef featcols_methods[] = {
      "parse(raws, numeric, categorical, kinds, cache): the features of every raw JSON object as "
      "(row-major float64 bytes, one list per categorical feature), or the index of the first "
      "object this path does not take."},
+    {"split", featcols_split, METH_VARARGS,
+     "split(envelope, numeric, categorical, kinds, cache): the envelope's JSON with each "
+     "event's features replaced by its row number, and the features as parse() gives them; "
+     "None when an event's features are not of this schema."},
     {"attach", featcols_attach, METH_VARARGS,
-     "attach(events, block, row_type, attr): set events[i].attr = row_type(block, i)."},
+     "attach(events, block, row_type, attr, check=False): set events[i].attr = "
+     "row_type(block, i); with check only if every events[i].attr is i (else False)."},
     {"gather", featcols_gather, METH_VARARGS,
      "gather(rows, layout, f, g): the rows' features as (feature-major float64 bytes, one "
      "list per categorical feature), or None when a row is not of this layout."},

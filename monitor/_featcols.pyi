@@ -30,7 +30,16 @@ def parse(
     kinds: tuple[Any, ...],
     cache: list[Any],
 ) -> tuple[bytearray, tuple[list[Any], ...]] | int: ...
-def attach(events: list[Any], block: Any, row_type: type[FeatureRow], attr: str) -> None: ...
+def split(
+    envelope: bytes,
+    numeric: tuple[str, ...],
+    categorical: tuple[str, ...],
+    kinds: tuple[Any, ...],
+    cache: list[Any],
+) -> tuple[bytes, bytearray, tuple[list[Any], ...], int] | None: ...
+def attach(
+    events: list[Any], block: Any, row_type: type[FeatureRow], attr: str, check: bool = False
+) -> bool: ...
 def gather(
     rows: list[Any], layout: object, f: int, g: int
 ) -> tuple[bytearray, tuple[list[Any], ...]] | None: ...

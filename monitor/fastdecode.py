@@ -54,7 +54,7 @@ import numpy as np
 from msgspec import UNSET, Meta, UnsetType
 from pydantic import TypeAdapter
 
-from monitor._featcols import FeatureRow, attach, gather, parse
+from monitor._featcols import FeatureRow, attach, gather, parse, split
 from monitor.events import Event, PredictionEvent
 
 _ERRORS = (msgspec.DecodeError, ValueError)
@@ -245,6 +245,8 @@ class FeatureSchema:
     layout: RowLayout
     one: msgspec.json.Decoder[FastPrediction]
     many: msgspec.json.Decoder[_Envelope]
+    #: Envelopes whose features ``split`` replaced by their row numbers.
+    indexed: msgspec.json.Decoder[_Envelope]
     #: The parser's recent categories, 64 slots per categorical feature (see ``_featcols.c``).
     cache: list[Any]
 
@@ -268,12 +270,24 @@ class FeatureSchema:
         return value if self.attach([value]) else None
 
     def decode_many(self, raw: bytes) -> list[FastPrediction] | None:
-        """The events of an envelope of this schema's events, or ``None``."""
+        """The events of an envelope of this schema's events, or ``None``.
+
+        One C pass (``split``) parses every ``"features"`` object and gives the envelope back
+        with each replaced by its row number; msgspec decodes and checks the rest without going
+        over the features again; there must be one row per event and event ``i`` must hold
+        row ``i``."""
+        got = split(raw, self.numeric, self.categorical, self.kinds, self.cache)
+        if got is None:
+            return None
+        rest, values, columns, rows = got
         try:
-            events = self.many.decode(raw).events
+            events = self.indexed.decode(rest).events
         except _ERRORS:
             return None
-        return events if self.attach(events) else None
+        if len(events) != rows:  # a features object outside an event's features
+            return None
+        block = (values, columns, self.layout)
+        return events if attach(events, block, FastRow, "features", True) else None
 
     def owns(self, features: object) -> bool:
         """Whether ``features`` were parsed by this schema."""
@@ -371,6 +385,22 @@ def compile_schema(
         gc=False,
         module=__name__,
     )
+    indexed = msgspec.defstruct(
+        f"{name}IndexedPrediction",
+        [("features", int)],
+        bases=(FastPrediction,),
+        forbid_unknown_fields=True,
+        gc=False,
+        module=__name__,
+    )
+    indexed_envelope = msgspec.defstruct(
+        f"{name}IndexedEnvelope",
+        [("events", list[indexed])],  # type: ignore[valid-type]
+        bases=(_Envelope,),
+        forbid_unknown_fields=True,
+        gc=False,
+        module=__name__,
+    )
     return FeatureSchema(
         tuple(numeric),
         tuple(f for f, _ in categorical),
@@ -378,6 +408,7 @@ def compile_schema(
         layout,
         msgspec.json.Decoder(prediction),
         msgspec.json.Decoder(envelope),
+        msgspec.json.Decoder(indexed_envelope),
         [None] * (64 * len(categorical)),
     )
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor._featcols import FeatureRow, gather, parse
+from monitor._featcols import FeatureRow, gather, parse, split
 from monitor.fastdecode import FastRow, as_event, compile_schema, row_dicts
 
 BASE = b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0, "prediction": 1, '
@@ -179,3 +179,104 @@ def test_a_row_reads_like_the_features_dict() -> None:
     assert as_event(ev)["features"] == expected
     assert msgspec.json.decode(raw)["features"] == {"x": 1.5, "y": None, "c": "DE"}
     assert "FastRow" in repr(row)
+
+
+SPLIT = compile_schema(["x"], [("c", str)])
+EVENT = BASE.decode() + '"features": {"x": 1, "c": "DE"}}'
+
+
+def _envelope(*events: str) -> bytes:
+    return ('{"events": [' + ", ".join(events) + "]}").encode()
+
+
+def test_split_finds_the_features_of_each_event_and_nothing_else() -> None:
+    tricky = (
+        '{"event_id": "features", "model": "m", "model_version": "v", "timestamp": 0, '
+        '"prediction": {"score": 0.5, "label": "a", "probabilities": {"features": 1.0}}, '
+        '"versions": {"features": "fs-7", "code": "x\\"features\\": {"}, '
+        '"features" : {"c": "FR", "x": null}, "latency_ms": 3}'
+    )
+    raw = _envelope(EVENT, tricky).replace(b", ", b" ,\n ")
+    got = split(raw, SPLIT.numeric, SPLIT.categorical, SPLIT.kinds, SPLIT.cache)
+    assert got is not None
+    rest, values, columns, rows = got
+    body = json.loads(rest)
+    assert rows == 2
+    assert [e["features"] for e in body["events"]] == [0, 1]
+    assert body["events"][1]["versions"] == {"features": "fs-7", "code": 'x"features": {'}
+    assert np.frombuffer(values).tolist()[0] == 1.0 and np.isnan(np.frombuffer(values)[1])
+    assert columns == (["DE", "FR"],)
+    events = SPLIT.decode_many(raw)
+    assert events is not None
+    assert [as_event(e) for e in events] == [
+        json.loads(EVENT),
+        {**json.loads(tricky), "features": {"x": None, "c": "FR"}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (_envelope(BASE.decode() + '"features2": {}}'), "an event without features"),
+        (_envelope(EVENT[:-1] + ', "features": {"x": 1, "c": "DE"}}'), "features twice"),
+        (_envelope(EVENT.replace('"x": 1', '"x": "1"')), "features of another schema"),
+        (_envelope(EVENT) + b" 7", "something after the envelope"),
+        (_envelope(EVENT)[:-1], "an unterminated envelope"),
+        (b'{"batch": [' + EVENT.encode() + b"]}", "not an envelope"),
+        (_envelope(EVENT, "7"), "an event that is not an object"),
+    ],
+)
+def test_what_is_not_an_envelope_of_the_schema_is_not_decoded_by_it(raw: bytes, why: str) -> None:
+    assert SPLIT.decode_many(raw) is None, why
+
+
+@pytest.mark.parametrize(
+    ("event", "why"),
+    [
+        (EVENT.replace('"features"', '"\\u0066eatures"'), "an escaped features key"),
+        (
+            EVENT[:-1] + ', "prediction": {"probabilities": {"features": {"x": 1, "c": "DE"}}}}',
+            "a features object inside another field",
+        ),
+        (EVENT[:-1] + ', "extra": {"features": {"x": 1, "c": "DE"}}}', "an unknown field"),
+        (BASE.decode() + '"features": 0}', "a row number sent as the features"),
+    ],
+)
+def test_an_envelope_split_wrongly_is_left_to_the_general_decoder(event: str, why: str) -> None:
+    """Whatever ``split`` replaces that is not an event's features, msgspec or the row check
+    notices: the envelope goes to the general decoder, which decides as it always did."""
+    assert SPLIT.decode_many(_envelope(EVENT, event)) is None, why
+
+
+def test_an_empty_envelope_splits_into_no_rows() -> None:
+    got = split(b' {"events" : [ ] } ', SPLIT.numeric, SPLIT.categorical, SPLIT.kinds, SPLIT.cache)
+    assert got is not None and json.loads(got[0]) == {"events": []} and got[1] == bytearray()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "x": st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+                "c": st.one_of(st.none(), st.text(max_size=4)),
+            }
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_envelopes_decode_as_their_events_do_one_by_one(
+    features: list[dict[str, Any]], ascii_only: bool
+) -> None:
+    lines = [
+        json.dumps(
+            {**json.loads(BASE + b'"features": {}}'), "features": f}, ensure_ascii=ascii_only
+        )
+        for f in features
+    ]
+    many = SPLIT.decode_many(_envelope(*lines))
+    ones = [SPLIT.decode_one(line.encode()) for line in lines]
+    assert many is not None and all(o is not None for o in ones)
+    assert [as_event(e) for e in many] == [as_event(o) for o in ones if o is not None]
