@@ -668,23 +668,96 @@ setup_keys(PyObject *numeric, PyObject *categorical, PyObject *kinds, PyObject *
     return keys;
 }
 
-/* parse(raws, numeric, categorical, kinds, cache) -> (bytearray, tuple of lists) | int */
-static PyObject *
-featcols_parse(PyObject *module, PyObject *args)
+/* ------------------------------------------------------------------ Parser */
+
+/* A compiled schema's parser: its keys are set up once. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *numeric;      /* tuple of str (the keys point into their UTF-8) */
+    PyObject *categorical;  /* tuple of str */
+    PyObject *kinds;        /* tuple */
+    PyObject *cache;        /* list of CACHE_SLOTS recent categories per categorical feature */
+    Key *keys;
+    char *seen;
+    Py_ssize_t f, g, nkeys;
+} Parser;
+
+static void
+Parser_dealloc(Parser *self)
 {
-    PyObject *raws, *numeric, *categorical, *kinds, *cache;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!", &PyList_Type, &raws, &PyTuple_Type, &numeric,
-                          &PyTuple_Type, &categorical, &PyTuple_Type, &kinds, &PyList_Type,
-                          &cache))
-        return NULL;
-    Py_ssize_t f = PyTuple_GET_SIZE(numeric);
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->keys != NULL)
+        release_keys(self->seen, self->keys, self->nkeys);
+    Py_CLEAR(self->numeric);
+    Py_CLEAR(self->categorical);
+    Py_CLEAR(self->kinds);
+    Py_CLEAR(self->cache);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int
+Parser_init(Parser *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"numeric", "categorical", "kinds", NULL};
+    PyObject *numeric, *categorical, *kinds;
+    if (self->keys != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a Parser is set up once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!", kwlist, &PyTuple_Type, &numeric,
+                                     &PyTuple_Type, &categorical, &PyTuple_Type, &kinds))
+        return -1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(numeric) + PyTuple_GET_SIZE(categorical); i++) {
+        PyObject *name = i < PyTuple_GET_SIZE(numeric)
+                             ? PyTuple_GET_ITEM(numeric, i)
+                             : PyTuple_GET_ITEM(categorical, i - PyTuple_GET_SIZE(numeric));
+        if (!PyUnicode_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "feature names must be str");
+            return -1;
+        }
+    }
     Py_ssize_t g = PyTuple_GET_SIZE(categorical);
-    Py_ssize_t nkeys = f + g;
-    Py_ssize_t n = PyList_GET_SIZE(raws);
-    char *seen = NULL;
-    Key *keys = setup_keys(numeric, categorical, kinds, cache, &seen);
-    if (keys == NULL)
+    PyObject *cache = PyList_New(g * CACHE_SLOTS);
+    if (cache == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < g * CACHE_SLOTS; i++)
+        PyList_SET_ITEM(cache, i, Py_NewRef(Py_None));
+    self->numeric = Py_NewRef(numeric);
+    self->categorical = Py_NewRef(categorical);
+    self->kinds = Py_NewRef(kinds);
+    self->cache = cache;
+    self->f = PyTuple_GET_SIZE(numeric);
+    self->g = g;
+    self->nkeys = self->f + g;
+    self->keys = setup_keys(numeric, categorical, kinds, cache, &self->seen);
+    return self->keys == NULL ? -1 : 0;
+}
+
+static int
+Parser_ready(Parser *self)
+{
+    if (self->keys == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Parser.__init__ was not called");
+        return -1;
+    }
+    return 0;
+}
+
+/* Parser.parse(raws) -> (bytearray, tuple of lists) | int */
+static PyObject *
+Parser_parse(Parser *self, PyObject *raws)
+{
+    if (Parser_ready(self) < 0)
         return NULL;
+    if (!PyList_Check(raws)) {
+        PyErr_SetString(PyExc_TypeError, "raws must be a list");
+        return NULL;
+    }
+    Py_ssize_t f = self->f, g = self->g, nkeys = self->nkeys;
+    Py_ssize_t n = PyList_GET_SIZE(raws);
+    char *seen = self->seen;
+    Key *keys = self->keys;
     PyObject *values = PyByteArray_FromStringAndSize(NULL, n * f * (Py_ssize_t)sizeof(double));
     PyObject *cols = PyTuple_New(g);
     if (values == NULL || cols == NULL)
@@ -722,17 +795,14 @@ featcols_parse(PyObject *module, PyObject *args)
         }
         if (rc < 0) {
             PyMem_Free(scratch);
-            release_keys(seen, keys, nkeys);
             Py_DECREF(values);
             Py_DECREF(cols);
             return PyLong_FromSsize_t(r);
         }
     }
     PyMem_Free(scratch);
-    release_keys(seen, keys, nkeys);
     return Py_BuildValue("(NN)", values, cols);
 error:
-    release_keys(seen, keys, nkeys);
     Py_XDECREF(values);
     Py_XDECREF(cols);
     return NULL;
@@ -788,22 +858,16 @@ out_index(Out *o, Py_ssize_t i)
  * breaks one or the other: there are more rows than events, or an event keeps an object where
  * msgspec wants a row number. */
 static PyObject *
-featcols_split(PyObject *module, PyObject *args)
+Parser_split(Parser *self, PyObject *envelope)
 {
+    if (Parser_ready(self) < 0)
+        return NULL;
     Py_buffer view;
-    PyObject *numeric, *categorical, *kinds, *cache;
-    if (!PyArg_ParseTuple(args, "y*O!O!O!O!", &view, &PyTuple_Type, &numeric, &PyTuple_Type,
-                          &categorical, &PyTuple_Type, &kinds, &PyList_Type, &cache))
+    if (PyObject_GetBuffer(envelope, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    Py_ssize_t f = PyTuple_GET_SIZE(numeric);
-    Py_ssize_t g = PyTuple_GET_SIZE(categorical);
-    Py_ssize_t nkeys = f + g;
-    char *seen = NULL;
-    Key *keys = setup_keys(numeric, categorical, kinds, cache, &seen);
-    if (keys == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
+    Py_ssize_t f = self->f, g = self->g, nkeys = self->nkeys;
+    char *seen = self->seen;
+    Key *keys = self->keys;
     Out out = {NULL, 0, 0};
     double *rows = NULL;
     Py_ssize_t nrows = 0, caprows = 0;
@@ -892,7 +956,6 @@ featcols_split(PyObject *module, PyObject *args)
     }
 done:
     PyBuffer_Release(&view);
-    release_keys(seen, keys, nkeys);
     PyMem_Free(out.buf);
     PyMem_Free(rows);
     PyMem_Free(scratch);
@@ -999,15 +1062,36 @@ error:
     return NULL;
 }
 
+static PyMethodDef Parser_methods[] = {
+    {"parse", (PyCFunction)Parser_parse, METH_O,
+     "parse(raws): the features of every raw JSON object as (row-major float64 bytes, one "
+     "list per categorical feature), or the index of the first object this schema does not "
+     "take."},
+    {"split", (PyCFunction)Parser_split, METH_O,
+     "split(envelope): the envelope's JSON with every features object replaced by its row "
+     "number, the features as parse() gives them and the number of rows; None when a "
+     "features object is not of this schema."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot Parser_slots[] = {
+    {Py_tp_doc, "Parser(numeric, categorical, kinds): the feature parser of one compiled schema "
+                "(kinds: None for any string, bool, or a tuple of the strings allowed)."},
+    {Py_tp_dealloc, Parser_dealloc},
+    {Py_tp_init, Parser_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_methods, Parser_methods},
+    {0, NULL},
+};
+
+static PyType_Spec Parser_spec = {
+    .name = "monitor._featcols.Parser",
+    .basicsize = sizeof(Parser),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = Parser_slots,
+};
+
 static PyMethodDef featcols_methods[] = {
-    {"parse", featcols_parse, METH_VARARGS,
-     "parse(raws, numeric, categorical, kinds, cache): the features of every raw JSON object as "
-     "(row-major float64 bytes, one list per categorical feature), or the index of the first "
-     "object this path does not take."},
-    {"split", featcols_split, METH_VARARGS,
-     "split(envelope, numeric, categorical, kinds, cache): the envelope's JSON with each "
-     "event's features replaced by its row number, and the features as parse() gives them; "
-     "None when an event's features are not of this schema."},
     {"attach", featcols_attach, METH_VARARGS,
      "attach(events, block, row_type, attr, check=False): set events[i].attr = "
      "row_type(block, i); with check only if every events[i].attr is i (else False)."},
@@ -1024,6 +1108,13 @@ featcols_exec(PyObject *module)
     if (FeatureRowType == NULL)
         return -1;
     if (PyModule_AddObjectRef(module, "FeatureRow", (PyObject *)FeatureRowType) < 0)
+        return -1;
+    PyObject *parser = PyType_FromSpec(&Parser_spec);
+    if (parser == NULL)
+        return -1;
+    int rc = PyModule_AddObjectRef(module, "Parser", parser);
+    Py_DECREF(parser);
+    if (rc < 0)
         return -1;
     return 0;
 }

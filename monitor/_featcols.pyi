@@ -23,20 +23,17 @@ class FeatureRow:
     def as_dict(self) -> dict[str, Any]: ...
     def __eq__(self, other: object) -> bool: ...
 
-def parse(
-    raws: list[Any],
-    numeric: tuple[str, ...],
-    categorical: tuple[str, ...],
-    kinds: tuple[Any, ...],
-    cache: list[Any],
-) -> tuple[bytearray, tuple[list[Any], ...]] | int: ...
-def split(
-    envelope: bytes,
-    numeric: tuple[str, ...],
-    categorical: tuple[str, ...],
-    kinds: tuple[Any, ...],
-    cache: list[Any],
-) -> tuple[bytes, bytearray, tuple[list[Any], ...], int] | None: ...
+class Parser:
+    """The feature parser of one compiled schema."""
+
+    def __init__(
+        self, numeric: tuple[str, ...], categorical: tuple[str, ...], kinds: tuple[Any, ...]
+    ) -> None: ...
+    def parse(self, raws: list[Any]) -> tuple[bytearray, tuple[list[Any], ...]] | int: ...
+    def split(
+        self, envelope: bytes
+    ) -> tuple[bytes, bytearray, tuple[list[Any], ...], int] | None: ...
+
 def attach(
     events: list[Any], block: Any, row_type: type[FeatureRow], attr: str, check: bool = False
 ) -> bool: ...

@@ -54,7 +54,7 @@ import numpy as np
 from msgspec import UNSET, Meta, UnsetType
 from pydantic import TypeAdapter
 
-from monitor._featcols import FeatureRow, attach, gather, parse, split
+from monitor._featcols import FeatureRow, Parser, attach, gather
 from monitor.events import Event, PredictionEvent
 
 _ERRORS = (msgspec.DecodeError, ValueError)
@@ -231,7 +231,7 @@ class FeatureSchema:
     """The feature schema of a model version compiled into a decoder.
 
     ``numeric`` and ``categorical`` name the features; ``kinds`` gives each categorical
-    feature's kind as :func:`monitor._featcols.parse` takes it (``None`` for any string,
+    feature's kind as ``monitor._featcols.Parser`` takes it (``None`` for any string,
     ``bool``, or a tuple of the strings allowed). Every feature is required, numeric ones hold
     a number or null and categorical ones a value of their kind or null; no other feature is
     allowed. :meth:`decode_one` and :meth:`decode_many` decode everything but the features
@@ -247,19 +247,19 @@ class FeatureSchema:
     many: msgspec.json.Decoder[_Envelope]
     #: Envelopes whose features ``split`` replaced by their row numbers.
     indexed: msgspec.json.Decoder[_Envelope]
-    #: The parser's recent categories, 64 slots per categorical feature (see ``_featcols.c``).
-    cache: list[Any]
+    #: The C parser of these features (``monitor/_featcols.c``).
+    parser: Parser
 
-    def attach(self, events: list[FastPrediction]) -> bool:
+    def attach(self, events: list[FastPrediction]) -> int:
         """Parse the raw features of ``events`` into one block and give every event its
-        :class:`FastRow`; ``False`` (events unchanged) when any of them is not of this schema."""
-        raws = list(map(_A_FEATURES, events))
-        parsed = parse(raws, self.numeric, self.categorical, self.kinds, self.cache)
+        :class:`FastRow`: -1, or (events unchanged) the index of the first event whose
+        features are not of this schema."""
+        parsed = self.parser.parse(list(map(_A_FEATURES, events)))
         if type(parsed) is int:
-            return False
+            return parsed
         values, columns = cast(tuple[bytearray, tuple[list[Any], ...]], parsed)
         attach(events, (values, columns, self.layout), FastRow, "features")
-        return True
+        return -1
 
     def decode_one(self, raw: bytes) -> FastPrediction | None:
         """One event of this schema, or ``None``."""
@@ -267,7 +267,7 @@ class FeatureSchema:
             value = self.one.decode(raw)
         except _ERRORS:
             return None
-        return value if self.attach([value]) else None
+        return value if self.attach([value]) < 0 else None
 
     def decode_many(self, raw: bytes) -> list[FastPrediction] | None:
         """The events of an envelope of this schema's events, or ``None``.
@@ -276,7 +276,7 @@ class FeatureSchema:
         with each replaced by its row number; msgspec decodes and checks the rest without going
         over the features again; there must be one row per event and event ``i`` must hold
         row ``i``."""
-        got = split(raw, self.numeric, self.categorical, self.kinds, self.cache)
+        got = self.parser.split(raw)
         if got is None:
             return None
         rest, values, columns, rows = got
@@ -409,7 +409,7 @@ def compile_schema(
         msgspec.json.Decoder(prediction),
         msgspec.json.Decoder(envelope),
         msgspec.json.Decoder(indexed_envelope),
-        [None] * (64 * len(categorical)),
+        Parser(tuple(numeric), tuple(f for f, _ in categorical), tuple(kinds)),
     )
 
 
@@ -464,6 +464,9 @@ class FastDecoder:
     """
 
     MAX_SCHEMAS = 4
+    #: Lines of a batch of :meth:`lines` whose features a schema refused before it gives up
+    #: parsing the batch's features together.
+    MAX_RETRIES = 8
 
     def __init__(self) -> None:
         self._schemas: dict[tuple[Any, ...], FeatureSchema] = {}
@@ -495,8 +498,41 @@ class FastDecoder:
         return None
 
     def lines(self, lines: Iterable[bytes]) -> list[FastPrediction | None]:
-        """:meth:`prediction` of every line."""
-        return list(map(self.prediction, lines))
+        """:meth:`prediction` of every line; with a compiled schema, its decoder takes the
+        lines first and their features are parsed in one call."""
+        lines = list(lines)
+        if not self._schemas:
+            return list(map(self.prediction, lines))
+        schema = next(iter(self._schemas.values()))
+        decode = schema.one.decode
+        out: list[FastPrediction | None] = [None] * len(lines)
+        typed: list[FastPrediction] = []
+        at: list[int] = []
+        rest: list[int] = []
+        for k, raw in enumerate(lines):
+            try:
+                typed.append(decode(raw))
+                at.append(k)
+            except _ERRORS:
+                rest.append(k)
+        misses = 0
+        while typed:
+            bad = schema.attach(typed)
+            if bad < 0:
+                break
+            # Features of another kind: that line goes to the other decoders; after a few,
+            # so do all the lines left (no quadratic retrying on a stream that changed).
+            rest.append(at.pop(bad))
+            del typed[bad]
+            misses += 1
+            if misses > self.MAX_RETRIES:
+                rest.extend(at)
+                typed, at = [], []
+        for k, value in zip(at, typed, strict=True):
+            out[k] = _fixed(value)
+        for k in rest:
+            out[k] = self.prediction(lines[k])
+        return out
 
     def envelope(self, raw: bytes) -> list[FastPrediction] | None:
         """The events of a batch envelope ``{"events": [...]}`` of valid predictions, or

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor._featcols import FeatureRow, gather, parse, split
-from monitor.fastdecode import FastRow, as_event, compile_schema, row_dicts
+from monitor._featcols import FeatureRow, Parser, gather
+from monitor.fastdecode import FastDecoder, FastRow, as_event, compile_schema, row_dicts
 
 BASE = b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0, "prediction": 1, '
 
@@ -26,7 +26,7 @@ def _parse(
     kinds: Any = None,
 ) -> Any:
     kinds = kinds if kinds is not None else (None,) * len(categorical)
-    return parse(objs, numeric, categorical, kinds, [None] * (64 * len(categorical)))
+    return Parser(numeric, categorical, kinds).parse(objs)
 
 
 def _number(text: str) -> float | None:
@@ -125,9 +125,9 @@ def test_bool_kinds_and_closed_sets() -> None:
 
 
 def test_a_repeated_category_is_the_same_string_object() -> None:
-    cache: list[Any] = [None] * 64
-    first = parse([b'{"c": "mobile"}', b'{"c": "mobile"}'], (), ("c",), (None,), cache)
-    again = parse([b'{"c": "mobile"}'], (), ("c",), (None,), cache)
+    parser = Parser((), ("c",), (None,))
+    first = parser.parse([b'{"c": "mobile"}', b'{"c": "mobile"}'])
+    again = parser.parse([b'{"c": "mobile"}'])
     assert type(first) is tuple and type(again) is tuple
     a, b = first[1][0]
     assert a == "mobile" and a is b and again[1][0][0] is a
@@ -197,7 +197,7 @@ def test_split_finds_the_features_of_each_event_and_nothing_else() -> None:
         '"features" : {"c": "FR", "x": null}, "latency_ms": 3}'
     )
     raw = _envelope(EVENT, tricky).replace(b", ", b" ,\n ")
-    got = split(raw, SPLIT.numeric, SPLIT.categorical, SPLIT.kinds, SPLIT.cache)
+    got = SPLIT.parser.split(raw)
     assert got is not None
     rest, values, columns, rows = got
     body = json.loads(rest)
@@ -249,7 +249,7 @@ def test_an_envelope_split_wrongly_is_left_to_the_general_decoder(event: str, wh
 
 
 def test_an_empty_envelope_splits_into_no_rows() -> None:
-    got = split(b' {"events" : [ ] } ', SPLIT.numeric, SPLIT.categorical, SPLIT.kinds, SPLIT.cache)
+    got = SPLIT.parser.split(b' {"events" : [ ] } ')
     assert got is not None and json.loads(got[0]) == {"events": []} and got[1] == bytearray()
 
 
@@ -280,3 +280,27 @@ def test_envelopes_decode_as_their_events_do_one_by_one(
     ones = [SPLIT.decode_one(line.encode()) for line in lines]
     assert many is not None and all(o is not None for o in ones)
     assert [as_event(e) for e in many] == [as_event(o) for o in ones if o is not None]
+
+
+def test_lines_decode_as_they_do_one_by_one_however_many_differ() -> None:
+    """A batch of lines is decoded with its features parsed together; lines whose features
+    differ go to the other decoders, also when there are more of them than retries (the lines
+    left are then decoded one by one)."""
+    decoder = FastDecoder()
+    decoder.compile(["x"], [("c", str)])
+    good = (BASE.decode() + '"features": {"x": 1, "c": "DE"}}').encode()
+    other = (BASE.decode() + '"features": {"x": 1, "c": 2}}').encode()
+    for misses in (1, FastDecoder.MAX_RETRIES + 3):
+        lines = [good, *[other] * misses, good, b"{", good]
+        got = decoder.lines(lines)
+        one_by_one = [decoder.prediction(line) for line in lines]
+        assert [None if g is None else as_event(g) for g in got] == [
+            None if g is None else as_event(g) for g in one_by_one
+        ]
+        assert [type(g.features).__name__ if g is not None else None for g in got] == [
+            "FeatureRow",
+            *["dict"] * misses,
+            "FeatureRow",
+            None,
+            "FeatureRow",
+        ]
