@@ -744,7 +744,7 @@ Parser_ready(Parser *self)
     return 0;
 }
 
-/* Parser.parse(raws) -> (bytearray, tuple of lists) | int */
+/* Parser.parse(raws) -> (bytearray, tuple of lists, list of the indexes not taken) */
 static PyObject *
 Parser_parse(Parser *self, PyObject *raws)
 {
@@ -760,7 +760,8 @@ Parser_parse(Parser *self, PyObject *raws)
     Key *keys = self->keys;
     PyObject *values = PyByteArray_FromStringAndSize(NULL, n * f * (Py_ssize_t)sizeof(double));
     PyObject *cols = PyTuple_New(g);
-    if (values == NULL || cols == NULL)
+    PyObject *failed = PyList_New(0);
+    if (values == NULL || cols == NULL || failed == NULL)
         goto error;
     for (Py_ssize_t j = 0; j < g; j++) {
         PyObject *col = PyList_New(n);
@@ -794,17 +795,21 @@ Parser_parse(Parser *self, PyObject *raws)
             goto error;
         }
         if (rc < 0) {
-            PyMem_Free(scratch);
-            Py_DECREF(values);
-            Py_DECREF(cols);
-            return PyLong_FromSsize_t(r);
+            PyObject *index = PyLong_FromSsize_t(r);
+            if (index == NULL || PyList_Append(failed, index) < 0) {
+                Py_XDECREF(index);
+                PyMem_Free(scratch);
+                goto error;
+            }
+            Py_DECREF(index);
         }
     }
     PyMem_Free(scratch);
-    return Py_BuildValue("(NN)", values, cols);
+    return Py_BuildValue("(NNN)", values, cols, failed);
 error:
     Py_XDECREF(values);
     Py_XDECREF(cols);
+    Py_XDECREF(failed);
     return NULL;
 }
 
@@ -1065,8 +1070,8 @@ error:
 static PyMethodDef Parser_methods[] = {
     {"parse", (PyCFunction)Parser_parse, METH_O,
      "parse(raws): the features of every raw JSON object as (row-major float64 bytes, one "
-     "list per categorical feature), or the index of the first object this schema does not "
-     "take."},
+     "list per categorical feature, the indexes of the objects this schema does not take; "
+     "their rows hold nothing usable)."},
     {"split", (PyCFunction)Parser_split, METH_O,
      "split(envelope): the envelope's JSON with every features object replaced by its row "
      "number, the features as parse() gives them and the number of rows; None when a "

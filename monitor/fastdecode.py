@@ -234,9 +234,9 @@ class FeatureSchema:
     feature's kind as ``monitor._featcols.Parser`` takes it (``None`` for any string,
     ``bool``, or a tuple of the strings allowed). Every feature is required, numeric ones hold
     a number or null and categorical ones a value of their kind or null; no other feature is
-    allowed. :meth:`decode_one` and :meth:`decode_many` decode everything but the features
-    with msgspec (``one``, ``many``), then parse the features of all the events at once
-    (:meth:`attach`).
+    allowed. :meth:`decode_one` decodes everything but the features with msgspec (``one``,
+    features left raw), then parses them (:meth:`attach`); :meth:`decode_many` parses an
+    envelope's features first and msgspec decodes the rest (``indexed``).
     """
 
     numeric: tuple[str, ...]
@@ -244,22 +244,18 @@ class FeatureSchema:
     kinds: tuple[Any, ...]
     layout: RowLayout
     one: msgspec.json.Decoder[FastPrediction]
-    many: msgspec.json.Decoder[_Envelope]
     #: Envelopes whose features ``split`` replaced by their row numbers.
     indexed: msgspec.json.Decoder[_Envelope]
     #: The C parser of these features (``monitor/_featcols.c``).
     parser: Parser
 
-    def attach(self, events: list[FastPrediction]) -> int:
+    def attach(self, events: list[FastPrediction]) -> list[int]:
         """Parse the raw features of ``events`` into one block and give every event its
-        :class:`FastRow`: -1, or (events unchanged) the index of the first event whose
-        features are not of this schema."""
-        parsed = self.parser.parse(list(map(_A_FEATURES, events)))
-        if type(parsed) is int:
-            return parsed
-        values, columns = cast(tuple[bytearray, tuple[list[Any], ...]], parsed)
+        :class:`FastRow`; the indexes of the events whose features are not of this schema
+        (their rows are unusable: such an event must be decoded otherwise)."""
+        values, columns, failed = self.parser.parse(list(map(_A_FEATURES, events)))
         attach(events, (values, columns, self.layout), FastRow, "features")
-        return -1
+        return failed
 
     def decode_one(self, raw: bytes) -> FastPrediction | None:
         """One event of this schema, or ``None``."""
@@ -267,7 +263,7 @@ class FeatureSchema:
             value = self.one.decode(raw)
         except _ERRORS:
             return None
-        return value if self.attach([value]) < 0 else None
+        return None if self.attach([value]) else value
 
     def decode_many(self, raw: bytes) -> list[FastPrediction] | None:
         """The events of an envelope of this schema's events, or ``None``.
@@ -377,14 +373,6 @@ def compile_schema(
         gc=False,
         module=__name__,
     )
-    envelope = msgspec.defstruct(
-        f"{name}Envelope",
-        [("events", list[prediction])],  # type: ignore[valid-type]
-        bases=(_Envelope,),
-        forbid_unknown_fields=True,
-        gc=False,
-        module=__name__,
-    )
     indexed = msgspec.defstruct(
         f"{name}IndexedPrediction",
         [("features", int)],
@@ -407,7 +395,6 @@ def compile_schema(
         tuple(kinds),
         layout,
         msgspec.json.Decoder(prediction),
-        msgspec.json.Decoder(envelope),
         msgspec.json.Decoder(indexed_envelope),
         Parser(tuple(numeric), tuple(f for f, _ in categorical), tuple(kinds)),
     )
@@ -464,9 +451,6 @@ class FastDecoder:
     """
 
     MAX_SCHEMAS = 4
-    #: Lines of a batch of :meth:`lines` whose features a schema refused before it gives up
-    #: parsing the batch's features together.
-    MAX_RETRIES = 8
 
     def __init__(self) -> None:
         self._schemas: dict[tuple[Any, ...], FeatureSchema] = {}
@@ -515,21 +499,13 @@ class FastDecoder:
                 at.append(k)
             except _ERRORS:
                 rest.append(k)
-        misses = 0
-        while typed:
-            bad = schema.attach(typed)
-            if bad < 0:
-                break
-            # Features of another kind: that line goes to the other decoders; after a few,
-            # so do all the lines left (no quadratic retrying on a stream that changed).
-            rest.append(at.pop(bad))
-            del typed[bad]
-            misses += 1
-            if misses > self.MAX_RETRIES:
-                rest.extend(at)
-                typed, at = [], []
+        failed = schema.attach(typed) if typed else []
+        for bad in failed:  # features of another kind: the other decoders decide
+            rest.append(at[bad])
+            at[bad] = -1
         for k, value in zip(at, typed, strict=True):
-            out[k] = _fixed(value)
+            if k >= 0:
+                out[k] = _fixed(value)
         for k in rest:
             out[k] = self.prediction(lines[k])
         return out
