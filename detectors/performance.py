@@ -107,10 +107,14 @@ class LabelJoiner:
         timestamps: Iterable[Any],
     ) -> None:
         """Remember a batch of predictions of one stream (``ids``, model ``outputs`` and
-        ``timestamps`` of equal length; see ``predicted``)."""
+        ``timestamps`` of equal length; see ``predicted``). ``timestamps`` are numbers or
+        datetimes, or an ``array("d")`` of epoch seconds, which is kept as it is."""
         ids = list(ids)
         outputs = list(outputs)
-        times = _epochs(list(timestamps))
+        if isinstance(timestamps, array) and timestamps.typecode == "d":
+            times = timestamps
+        else:
+            times = _epochs(list(timestamps))
         if not len(ids) == len(outputs) == len(times):
             raise ValueError("ids, predicted and timestamps differ in length")
         if not ids:

@@ -19,6 +19,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <datetime.h>
 #include <math.h>
 #include <string.h> /* memmem: _GNU_SOURCE comes with pyconfig.h */
 
@@ -813,6 +814,60 @@ error:
     return NULL;
 }
 
+/* ------------------------------------------------------------------ timestamps */
+
+/* Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static inline int64_t
+days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* epochs(timestamps) -> bytearray of float64 | None
+ *
+ * datetime.timestamp() of every datetime, when each is a datetime (not a subclass) in UTC
+ * (tzinfo is datetime.timezone.utc, as msgspec decodes "Z" and "+00:00") and within the
+ * microseconds a float64 holds exactly; None otherwise. Equal to timestamp(): an exact count of
+ * microseconds divided by 10**6 once, as its timedelta arithmetic does. */
+static PyObject *
+featcols_epochs(PyObject *module, PyObject *stamps)
+{
+    if (!PyList_Check(stamps)) {
+        PyErr_SetString(PyExc_TypeError, "timestamps must be a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(stamps);
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(double));
+    if (out == NULL)
+        return NULL;
+    double *v = (double *)PyByteArray_AS_STRING(out);
+    const int64_t exact = (int64_t)1 << 53;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(stamps, i);
+        if (!PyDateTime_CheckExact(t) || !((PyDateTime_DateTime *)t)->hastzinfo ||
+            PyDateTime_DATE_GET_TZINFO(t) != PyDateTime_TimeZone_UTC) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        int64_t days = days_from_civil(PyDateTime_GET_YEAR(t), PyDateTime_GET_MONTH(t),
+                                       PyDateTime_GET_DAY(t));
+        int64_t secs = days * 86400 + PyDateTime_DATE_GET_HOUR(t) * 3600 +
+                       PyDateTime_DATE_GET_MINUTE(t) * 60 + PyDateTime_DATE_GET_SECOND(t);
+        int64_t micros = secs * 1000000 + PyDateTime_DATE_GET_MICROSECOND(t);
+        if (micros >= exact || micros <= -exact) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        v[i] = (double)micros / 1e6;
+    }
+    return out;
+}
+
 /* ------------------------------------------------------------------ envelopes */
 
 /* A growing output buffer. */
@@ -1097,6 +1152,9 @@ static PyType_Spec Parser_spec = {
 };
 
 static PyMethodDef featcols_methods[] = {
+    {"epochs", featcols_epochs, METH_O,
+     "epochs(timestamps): datetime.timestamp() of every UTC datetime as float64 bytes, or "
+     "None when one is not a datetime in UTC or is too far from 1970 for exact microseconds."},
     {"attach", featcols_attach, METH_VARARGS,
      "attach(events, block, row_type, attr, check=False): set events[i].attr = "
      "row_type(block, i); with check only if every events[i].attr is i (else False)."},
@@ -1109,6 +1167,9 @@ static PyMethodDef featcols_methods[] = {
 static int
 featcols_exec(PyObject *module)
 {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL)
+        return -1;
     FeatureRowType = (PyTypeObject *)PyType_FromSpec(&FeatureRow_spec);
     if (FeatureRowType == NULL)
         return -1;

@@ -24,6 +24,7 @@ from detectors.performance import ErrorMonitor, ErrorWindow, LabelJoiner, Pendin
 from detectors.profile import ReferenceProfile
 from detectors.window import Finding, WindowReport
 from monitor.config import Settings
+from monitor.epochs import epoch_array
 from monitor.events import (
     KNOWN_FIELDS,
     Event,
@@ -315,7 +316,7 @@ class Pipeline:
                 map(event_id, take),
                 stream.index,
                 map(prediction, take),
-                map(timestamp, take),
+                epoch_array(list(map(timestamp, take))),
             )
             for ev in reversed(take):
                 versions = ev.get("versions")

@@ -24,6 +24,7 @@ from detectors.columns import (
 from detectors.performance import ErrorMonitor
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.window import DetectorSettings, WindowDetector, WindowReport
+from monitor.epochs import latest
 from monitor.events import FeatureEvent, PredictionEvent, epoch_seconds
 from monitor.fastdecode import FastOutput, FastPrediction, FastRow, FeatureSchema, row_dicts
 
@@ -176,8 +177,12 @@ def latency_of(events: Sequence[Any]) -> np.ndarray:
 
 def last_time(events: Sequence[Any]) -> float:
     """The latest event time of ``events`` in epoch seconds (naive timestamps are UTC)."""
+    stamps = _field(events, _A_TIMESTAMP, _TIMESTAMP)
+    seconds = latest(stamps)
+    if seconds is not None:
+        return seconds
     try:
-        return epoch_seconds(max(_field(events, _A_TIMESTAMP, _TIMESTAMP)))
+        return epoch_seconds(max(stamps))
     except TypeError:  # naive and aware datetimes do not compare
         return max(epoch_seconds(e["timestamp"]) for e in events)
 

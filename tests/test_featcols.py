@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import struct
+from array import array
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
@@ -14,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor._featcols import FeatureRow, Parser, gather
+from monitor.epochs import epoch_array, latest
 from monitor.fastdecode import FastDecoder, FastRow, as_event, compile_schema, row_dicts
 
 BASE = b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0, "prediction": 1, '
@@ -304,3 +307,36 @@ def test_lines_decode_as_they_do_one_by_one_however_many_differ() -> None:
             None,
             "FeatureRow",
         ]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.datetimes(
+            min_value=datetime(1700, 1, 1),
+            max_value=datetime(2250, 1, 1),
+            timezones=st.just(UTC),
+        ),
+        max_size=20,
+    )
+)
+def test_epoch_seconds_are_those_of_datetime_timestamp(stamps: list[datetime]) -> None:
+    got = epoch_array(list(stamps))
+    assert isinstance(got, array)
+    assert got.tolist() == [t.timestamp() for t in stamps]
+    assert latest(stamps) == (max(t.timestamp() for t in stamps) if stamps else None)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        datetime(2026, 1, 1),  # naive
+        datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=2))),
+        datetime(1, 1, 1, tzinfo=UTC),  # beyond exact float microseconds
+        1767225600.0,
+        "2026-01-01T00:00:00Z",
+    ],
+)
+def test_anything_but_a_utc_datetime_is_left_to_the_caller(other: Any) -> None:
+    stamps = [datetime(2026, 1, 1, tzinfo=UTC), other]
+    assert epoch_array(stamps) is stamps and latest(stamps) is None
