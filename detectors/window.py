@@ -33,6 +33,7 @@ from detectors.calibration import (
 from detectors.change import AdwinLatch, PageHinkleyLatch
 from detectors.columns import Columns
 from detectors.profile import CategoricalProfile, NumericProfile, ReferenceProfile
+from detectors.quantiles import quantiles
 
 NUMERIC_CHECKS = ("missing", "absent", "wrong_type", "nan_inf", "out_of_range")
 CATEGORICAL_CHECKS = ("missing", "absent", "wrong_type", "unseen_category")
@@ -125,6 +126,8 @@ class WindowReport:
 
 
 _SCALE_EXPONENT = {"psi": 1.0, "js": 1.0, "ks": 0.5}
+#: The latency percentiles of a window (p50, p95, p99).
+_LATENCY_QS = np.array([0.5, 0.95, 0.99])
 
 
 def _pad_edges(profiles: list[NumericProfile]) -> tuple[np.ndarray, np.ndarray]:
@@ -501,7 +504,7 @@ class WindowDetector:
         lat = latency_ms[np.isfinite(latency_ms)]
         if ref is None or self._lat_thr is None or lat.size < self.settings.min_usable:
             return
-        p50, p95, p99 = (float(x) for x in np.quantile(lat, [0.5, 0.95, 0.99]))
+        p50, p95, p99 = (float(x) for x in quantiles(lat, _LATENCY_QS))
         report.latency = (p50, p95, p99)
         scale = lat.size / self.settings.window_size
         c95 = int(np.count_nonzero(lat > ref.p95))

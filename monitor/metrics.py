@@ -62,6 +62,7 @@ from alerting.fingerprint import fingerprint
 from alerting.state import AlertTracker
 from alerting.types import AlertState, Transition
 from detectors.performance import ErrorWindow
+from detectors.quantiles import quantiles
 from detectors.window import CATEGORICAL_CHECKS, NUMERIC_CHECKS, WindowReport
 from monitor.events import Reason
 from monitor.fastdecode import AnyEvent
@@ -83,6 +84,8 @@ ALERT_NAMES = (
     "LatencyRegression",
     "PerformanceDegradation",
 )
+#: The score percentiles of a window snapshot (p5, p50, p95).
+_SCORE_QS = np.array([0.05, 0.5, 0.95])
 _TRACEPARENT = re.compile(r"^[ \t]*00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}[ \t]*$")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
@@ -244,7 +247,7 @@ def snapshot_window(
     if outputs.scores is not None:
         s = outputs.scores[np.isfinite(outputs.scores)]
         if s.size:
-            p5, p50, p95 = np.quantile(s, [0.05, 0.5, 0.95])
+            p5, p50, p95 = quantiles(s, _SCORE_QS)
             score = (float(s.mean()), float(p5), float(p50), float(p95))
     labels: dict[str, float] = {}
     profile = stream.profile
