@@ -1,20 +1,22 @@
-/* Feature objects of prediction events parsed straight into columns.
+/* The hot path's C helpers (monitor/fastdecode.py, monitor/epochs.py).
  *
- * The hot path (monitor/fastdecode.py) decodes a compiled schema's events with msgspec, except
- * their "features" object, which msgspec leaves as raw JSON (msgspec.Raw). parse() reads the
- * features of a whole batch into one row-major float64 block (numeric features; null is NaN)
- * and one list per categorical feature, checking exactly what the compiled msgspec schema
- * checked: every feature present once, numbers or null for numeric features, a category of
- * the feature's kind (a string, a string of a closed set, or a bool) or null for categorical
- * ones, no other key. Anything else (and anything unusual that JSON allows: escapes in keys or
- * categories, numbers beyond float range) fails the batch, which then goes to the general
- * decoder, so this path is narrower than the schema, never wider. Numbers are converted
- * exactly (correctly rounded): Clinger's fast path when the decimal mantissa and power of ten
- * are exact doubles, CPython's dtoa otherwise.
+ * Parser: a compiled schema's feature parser. Parser.split() takes a batch envelope in one
+ * pass: every "features": {...} object is parsed into a row of one row-major float64 block
+ * (numeric features; null is NaN) and one list per categorical feature, and replaced by its
+ * row number, so that msgspec decodes the rest of the envelope without going over the features
+ * again. Parser.parse() does the same for features that msgspec left raw (single lines). A
+ * features object is taken when it holds exactly what the compiled schema allows: every
+ * feature once, a number or null for a numeric feature, a category of the feature's kind (any
+ * string, a string of a closed set, or a bool) or null for a categorical one, no other key.
+ * Anything else sends the event (or its envelope) to the general decoder, so this path is
+ * narrower than the schema, never wider. Numbers are converted exactly (correctly rounded):
+ * Clinger's fast path when the decimal mantissa and power of ten are exact doubles, CPython's
+ * dtoa otherwise; -0 is the integer 0, as json.loads reads it.
  *
- * attach() gives each event a FeatureRow (block, index) in place of its raw features; gather()
- * turns the rows of a window back into feature-major columns. No per-value Python object is
- * made for numeric features anywhere on this path.
+ * attach() gives each event a FeatureRow (block, index) in place of its features; gather()
+ * turns the rows of a window back into feature-major columns: no per-value Python object is
+ * made for numeric features anywhere on this path. epochs() gives datetime.timestamp() of UTC
+ * datetimes without a Python call per datetime.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1077,14 +1079,38 @@ featcols_gather(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!Onn", &PyList_Type, &rows, &layout, &f, &g))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(rows);
+    if (f < 0 || g < 0)
+        Py_RETURN_NONE;
+    PyObject *checked = NULL;
     for (Py_ssize_t r = 0; r < n; r++) {
         PyObject *row = PyList_GET_ITEM(rows, r);
         if (!PyObject_TypeCheck(row, FeatureRowType))
             Py_RETURN_NONE;
         PyObject *block = ((FeatureRow *)row)->block;
-        if (!PyTuple_Check(block) || PyTuple_GET_SIZE(block) < 3 ||
-            PyTuple_GET_ITEM(block, 2) != layout)
+        Py_ssize_t index = ((FeatureRow *)row)->index;
+        /* A block as FeatureSchema makes it: (values, columns, layout), with this row in
+         * both; anything else (a row made by hand) is not read. */
+        if (block != checked) {
+            if (!PyTuple_Check(block) || PyTuple_GET_SIZE(block) < 3 ||
+                PyTuple_GET_ITEM(block, 2) != layout ||
+                !PyByteArray_CheckExact(PyTuple_GET_ITEM(block, 0)) ||
+                !PyTuple_CheckExact(PyTuple_GET_ITEM(block, 1)) ||
+                PyTuple_GET_SIZE(PyTuple_GET_ITEM(block, 1)) != g)
+                Py_RETURN_NONE;
+            for (Py_ssize_t j = 0; j < g; j++) {
+                if (!PyList_CheckExact(PyTuple_GET_ITEM(PyTuple_GET_ITEM(block, 1), j)))
+                    Py_RETURN_NONE;
+            }
+            checked = block;
+        }
+        if (index < 0 ||
+            (index + 1) * f * (Py_ssize_t)sizeof(double) >
+                PyByteArray_GET_SIZE(PyTuple_GET_ITEM(block, 0)))
             Py_RETURN_NONE;
+        for (Py_ssize_t j = 0; j < g; j++) {
+            if (index >= PyList_GET_SIZE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(block, 1), j)))
+                Py_RETURN_NONE;
+        }
     }
     PyObject *values = PyByteArray_FromStringAndSize(NULL, n * f * (Py_ssize_t)sizeof(double));
     PyObject *cols = PyTuple_New(g);

@@ -340,3 +340,20 @@ def test_epoch_seconds_are_those_of_datetime_timestamp(stamps: list[datetime]) -
 def test_anything_but_a_utc_datetime_is_left_to_the_caller(other: Any) -> None:
     stamps = [datetime(2026, 1, 1, tzinfo=UTC), other]
     assert epoch_array(stamps) is stamps and latest(stamps) is None
+
+
+def test_gather_reads_no_row_it_did_not_make() -> None:
+    schema = compile_schema(["x"], [("c", str)])
+    layout = schema.layout
+    for block in [
+        (bytearray(8), (["a"],), layout),  # row 1 is beyond both
+        (b"\0" * 16, (["a", "b"],), layout),  # values are not a bytearray
+        (bytearray(16), ("ab",), layout),  # a column that is not a list
+        (bytearray(16), (["a", "b"], []), layout),  # a column too many
+    ]:
+        assert gather([FeatureRow(block, 1)], layout, 1, 1) is None
+    assert gather([FeatureRow((bytearray(16), (["a", "b"],), layout), -1)], layout, 1, 1) is None
+    assert gather([FeatureRow((bytearray(16), (["a", "b"],), layout), 1)], layout, 1, 1) == (
+        bytearray(8),
+        (["b"],),
+    )
