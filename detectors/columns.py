@@ -9,7 +9,7 @@ tell a null from an absent key from a value of the wrong type.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain, repeat
@@ -195,32 +195,6 @@ def int_array(values: Sequence[object]) -> np.ndarray:
     [3, 0, -1]
     """
     return np.frombuffer(bytearray(_column_bytes(values, "q", np.int64)), dtype=np.int64)
-
-
-def row_columns(
-    rows: Iterable[Sequence[object]],
-    n: int,
-    numeric: Sequence[str],
-    categorical: Sequence[str],
-    indexes: Sequence[Mapping[FeatureValue, int]],
-    unseen_codes: Sequence[int],
-) -> Columns:
-    """The columns of a window of ``n`` feature vectors given as rows: each row holds the
-    ``numeric`` features in order, each a number (``None`` for null), then the ``categorical``
-    ones, each a category of the index's kind (``None`` for null): one transpose of the rows
-    (``zip``) and one ``struct`` packing of each numeric column, then :func:`checked_columns`.
-
-    >>> idx = {"DE": 0, None: MISSING_CODE}
-    >>> c = row_columns([(1.0, None, "DE"), (None, 2.0, "US")], 2, ["x", "y"], ["c"], [idx], [2])
-    >>> c.numeric.values.tolist(), c.numeric.null.tolist(), c.categorical.codes[0].tolist()
-    ([[1.0, nan], [nan, 2.0]], [1, 1], [0, 2])
-    """
-    f = len(numeric)
-    g = len(categorical)
-    cols = list(zip(*rows, strict=True)) if n else [() for _ in range(f + g)]
-    packed = bytearray().join([_column_bytes(col, "d", np.float64) for col in cols[:f]])
-    values = np.frombuffer(packed, dtype=np.float64).reshape(f, n)
-    return checked_columns(values, cols[f:], numeric, categorical, indexes, unseen_codes)
 
 
 def checked_columns(

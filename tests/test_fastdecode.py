@@ -454,7 +454,7 @@ def _columns_equal(a: Any, b: Any) -> None:
 
 
 def test_windows_of_compiled_events_give_the_columns_of_the_general_path(tmp_path: Path) -> None:
-    """The stream's compiled schema and ``row_columns`` see a window as the feature dicts
+    """The stream's compiled schema and ``checked_columns`` see a window as the feature dicts
     and the general column code do: values, nulls and category codes."""
     path = tmp_path / "ev.jsonl"
     generate("missing-spike", 30_000, 3).write(path)
