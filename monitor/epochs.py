@@ -4,7 +4,6 @@ can (every one a UTC ``datetime``, as msgspec decodes ``Z`` and ``+00:00``)."""
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,10 +29,10 @@ def epoch_array(timestamps: list[Any]) -> array[float] | list[Any]:
     return out
 
 
-def latest(timestamps: Sequence[Any]) -> float | None:
+def latest(timestamps: list[Any]) -> float | None:
     """The largest epoch second of UTC datetimes (C-level), or ``None`` when they are not
     all such (or there are none)."""
-    seconds = epochs(list(timestamps))
+    seconds = epochs(timestamps)
     if not seconds:
         return None
     return float(np.frombuffer(seconds, np.float64).max())

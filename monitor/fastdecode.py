@@ -219,10 +219,9 @@ class _RowMapping:
 FastRow = FeatureRow
 for _name in (
     *("_value", "get", "keys", "values", "items", "as_dict"),
-    *("__getitem__", "__contains__", "__iter__", "__len__", "__eq__", "__repr__"),
+    *("__getitem__", "__contains__", "__iter__", "__len__", "__eq__", "__hash__", "__repr__"),
 ):
     setattr(FastRow, _name, vars(_RowMapping)[_name])
-FastRow.__hash__ = None  # type: ignore[assignment,method-assign]
 Mapping.register(FastRow)
 
 
@@ -230,18 +229,17 @@ Mapping.register(FastRow)
 class FeatureSchema:
     """The feature schema of a model version compiled into a decoder.
 
-    ``numeric`` and ``categorical`` name the features; ``kinds`` gives each categorical
-    feature's kind as ``monitor._featcols.Parser`` takes it (``None`` for any string,
-    ``bool``, or a tuple of the strings allowed). Every feature is required, numeric ones hold
-    a number or null and categorical ones a value of their kind or null; no other feature is
-    allowed. :meth:`decode_one` decodes everything but the features with msgspec (``one``,
-    features left raw), then parses them (:meth:`attach`); :meth:`decode_many` parses an
-    envelope's features first and msgspec decodes the rest (``indexed``).
+    ``numeric`` and ``categorical`` name the features; ``parser`` holds each categorical
+    feature's kind (any string, ``bool``, or a closed set of strings). Every feature is
+    required, numeric ones hold a number or null and categorical ones a value of their kind or
+    null; no other feature is allowed. :meth:`decode_one` decodes everything but the features
+    with msgspec (``one``, features left raw), then parses them (:meth:`attach`);
+    :meth:`decode_many` parses an envelope's features first and msgspec decodes the rest
+    (``indexed``).
     """
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
-    kinds: tuple[Any, ...]
     layout: RowLayout
     one: msgspec.json.Decoder[FastPrediction]
     #: Envelopes whose features ``split`` replaced by their row numbers.
@@ -392,7 +390,6 @@ def compile_schema(
     return FeatureSchema(
         tuple(numeric),
         tuple(f for f, _ in categorical),
-        tuple(kinds),
         layout,
         msgspec.json.Decoder(prediction),
         msgspec.json.Decoder(indexed_envelope),
@@ -442,6 +439,16 @@ def _general_many(raw: bytes) -> list[FastPrediction] | None:
         return None
 
 
+def _first_of(
+    decoders: Sequence[Callable[[bytes], FastPrediction | None]], raw: bytes
+) -> FastPrediction | None:
+    for decode in decoders:
+        value = decode(raw)
+        if value is not None:
+            return _fixed(value)
+    return None
+
+
 class FastDecoder:
     """Decodes prediction events with the compiled schemas first, then the general decoder.
 
@@ -475,11 +482,7 @@ class FastDecoder:
 
     def prediction(self, raw: bytes) -> FastPrediction | None:
         """One prediction event from its JSON bytes, or ``None`` when pydantic must decide."""
-        for decode in self._one:
-            value = decode(raw)
-            if value is not None:
-                return _fixed(value)
-        return None
+        return _first_of(self._one, raw)
 
     def lines(self, lines: Iterable[bytes]) -> list[FastPrediction | None]:
         """:meth:`prediction` of every line; with a compiled schema, its decoder takes the
@@ -506,8 +509,9 @@ class FastDecoder:
         for k, value in zip(at, typed, strict=True):
             if k >= 0:
                 out[k] = _fixed(value)
+        others = self._one[1:]  # the first schema has had its try
         for k in rest:
-            out[k] = self.prediction(lines[k])
+            out[k] = _first_of(others, lines[k])
         return out
 
     def envelope(self, raw: bytes) -> list[FastPrediction] | None:
