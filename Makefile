@@ -4,18 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-kafka4 lint typecheck unit bench clean kafka-up kafka-down
+.PHONY: install demo test test-kafka4 lint typecheck unit bench clean kafka-up kafka-down \
+	deps-install deps-demo deps-test
 
 install: $(STAMP)
 
+# The Debian packages each target needs (deploy/deps.sh knows them): installed when missing and
+# run as root, else one line with the exact `sudo apt-get install` command.
+deps-install deps-demo deps-test:
+	@bash deploy/deps.sh $(@:deps-%=%)
+
 # The editable install also compiles the C extension monitor/_featcols.c (gcc, Python headers).
-$(STAMP): pyproject.toml monitor/_featcols.c
+$(STAMP): pyproject.toml monitor/_featcols.c | deps-install
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-demo: install
+demo: deps-demo install
 	bash deploy/demo.sh
 
 lint: install
@@ -28,7 +34,7 @@ typecheck: install
 unit: install
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: deps-test lint typecheck unit
 
 # The tests that use a broker (marker `kafka`), again on Kafka 4.0.2; `make test` runs them,
 # with everything else, on 3.9.2.

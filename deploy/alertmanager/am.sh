@@ -83,7 +83,7 @@ cmd_start() {
     rm -f "$PID_FILE"
     is_port "$AM_PORT" || die "AM_PORT must be a port number, got '$AM_PORT'"
     [[ -x "$AM_BIN" ]] ||
-        die "$AM_BIN not found; install it: apt-get install prometheus-alertmanager"
+        die "$AM_BIN not found; bash deploy/deps.sh demo installs it"
     [[ -r "$AM_CONFIG" ]] || die "cannot read $AM_CONFIG"
     if port_open "$AM_PORT"; then
         die "127.0.0.1:$AM_PORT is already in use (set AM_PORT)"

@@ -99,7 +99,7 @@ fetch_libs() {
     if [[ "$want" == "$have" ]] && compgen -G "$LIBS_DIR/kafka_2.13-*.jar" >/dev/null; then
         return 0
     fi
-    command -v "$MVN" >/dev/null || die "'$MVN' not found; install Maven (apt-get install maven)"
+    command -v "$MVN" >/dev/null || die "'$MVN' not found; bash deploy/deps.sh kafka installs it"
     mkdir -p "$CACHE_DIR"
     log "fetching the Kafka jars from Maven Central into $LIBS_DIR (once) ..."
     local started=$SECONDS
@@ -247,7 +247,7 @@ cmd_start() {
         fi
     done
     command -v "$JAVA" >/dev/null ||
-        die "'$JAVA' not found; install Java 17 (apt-get install openjdk-17-jre-headless)"
+        die "'$JAVA' not found; bash deploy/deps.sh kafka installs Java 17"
 
     fetch_libs_locked
     mkdir -p "$LOG_DIRS"
