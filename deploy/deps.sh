@@ -85,9 +85,14 @@ export DEBIAN_FRONTEND=noninteractive
 for package in "${missing[@]}"; do
   printf 'deps: installing %s (needed by make %s)\n' "$package" "${why[$package]}"
 done
-apt-get update -qq || die "apt-get update failed"
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+# Quiet unless it fails: then its whole output, to see why.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+  >"$log" 2>&1; then
+  cat "$log" >&2
   die "apt-get install ${missing[*]} failed"
+fi
 # Debian starts the packaged Alertmanager and Prometheus as services on :9093/:9090 where
 # systemd runs; the tests and the demo run their own on free 127.0.0.1 ports.
 if command -v systemctl >/dev/null 2>&1; then

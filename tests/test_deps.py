@@ -38,7 +38,7 @@ TEST_PACKAGES = [
 def _bin(tmp_path: Path, uid: int) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "cat", "env"):
+    for tool in ("bash", "cat", "env", "mktemp", "rm"):
         found = shutil.which(tool)
         assert found is not None, tool
         (bin_dir / tool).symlink_to(found)
