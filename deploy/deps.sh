@@ -26,7 +26,7 @@ declare -A NEEDS=(
   [kafka]="java:openjdk-17-jre-headless mvn:maven"
   [demo]="prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager"
   [test]="prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager chromium:chromium chromedriver:chromium-driver openssl:openssl"
-  [fuzz]="clang:clang"
+  [fuzz]=""  # gcc's own AddressSanitizer and UBSan runtimes; atheris comes from PyPI
 )
 # What a target needs besides its own list (make demo and make test also install and run Kafka).
 declare -A ALSO=([demo]="install kafka" [test]="install kafka" [fuzz]="install")

@@ -99,9 +99,8 @@ def test_root_updates_once_then_installs_exactly_the_missing_packages(tmp_path: 
 
 def test_nothing_missing_does_nothing(tmp_path: Path) -> None:
     bin_dir = _bin(tmp_path, 1000)
-    for command in ("clang", "gcc"):
-        (bin_dir / command).write_text("#!/bin/sh\n")
-        (bin_dir / command).chmod(0o755)
+    (bin_dir / "gcc").write_text("#!/bin/sh\n")
+    (bin_dir / "gcc").chmod(0o755)
     out = subprocess.run(
         [str(bin_dir / "bash"), str(DEPS), "fuzz"],
         env={"PATH": str(bin_dir), "PY": sys.executable},
