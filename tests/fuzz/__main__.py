@@ -1,6 +1,7 @@
 """``python -m tests.fuzz [libFuzzer options] [corpus dirs]``: the oracle under atheris.
 
-Every input goes through :meth:`tests.fuzz.oracle.Oracle.check`; a problem raises
+Every input goes through :meth:`tests.fuzz.oracle.Oracle.check` (inputs are mutated by
+libFuzzer and by :mod:`tests.fuzz.mutate`); a problem raises
 :class:`MismatchError`, which atheris reports as a crash (the input is written to
 ``-artifact_prefix``) and the run exits non-zero. ``tests/fuzz/run.sh`` is the way to run it
 (sanitized C extension, corpus, dictionary, time limit); options used from the environment:
@@ -36,7 +37,7 @@ def kind_of(problem: str) -> str:
     if words and words[0] in ("wrapped", "after"):
         words = words[4:] if words[0] == "after" else words[1:]
     text = " ".join(words[1:])  # without the decoder path
-    head = ":".join(re.split(r"[:(]", text, maxsplit=2)[:2])
+    head = ":".join(re.split(r"[:(]", text, maxsplit=3)[:3])
     return re.sub(r"\d+", "N", head)[:90]
 
 
@@ -82,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"fuzz: new problem {sorted(kinds)} in {out / name}", file=sys.stderr)
 
-    atheris.Setup(argv, test_one_input)
+    from tests.fuzz.mutate import json_mutator
+
+    def byte_mutation(data: bytes, max_size: int) -> bytes:
+        # Looked up at each call: atheris binds Mutate to libFuzzer's only once Fuzz() runs.
+        return bytes(atheris.Mutate(data, max_size))
+
+    atheris.Setup(argv, test_one_input, custom_mutator=json_mutator(byte_mutation))
     atheris.Fuzz()
     return 0
 

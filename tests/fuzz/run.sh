@@ -60,7 +60,7 @@ if [ "$status" -eq 0 ]; then
   # malloc, not pymalloc's arenas, so that ASan sees the bounds of every buffer; CPython's
   # interned strings and caches are never freed, so leak checking is off.
   LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so.6)" \
-    ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:detect_stack_use_after_return=0" \
+    ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:malloc_context_size=10" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     PYTHONMALLOC=malloc FUZZ_EXT_DIR="$OUT/monitor" \
     "$PY" -m tests.fuzz -max_total_time="$sanitized" "${options[@]}" "$OUT/corpus" \
@@ -72,7 +72,9 @@ if [ "$status" -eq 0 ]; then
   fi
 fi
 
-if [ "$status" -ne 0 ]; then
+if [ -n "${FUZZ_COLLECT:-}" ]; then
+  echo "fuzz: survey done (exit $status); inputs with new kinds of problem in $FUZZ_COLLECT" >&2
+elif [ "$status" -ne 0 ]; then
   echo "fuzz: FAILED (exit $status); the input: $(ls -t "$OUT"/artifacts/* 2>/dev/null | head -1)" >&2
 else
   echo "fuzz: clean for ${FUZZ_SECONDS}s" >&2
