@@ -43,6 +43,17 @@ HOSTILE: list[Any] = [
 ]
 
 
+#: A placeholder that json_mutator replaces with deeply nested arrays or objects.
+DEEP = "\x00deep\x00"
+
+
+def _nested(rng: random.Random) -> str:
+    depth = rng.choice([100, 999, 1000, 1500, 3000])
+    if rng.random() < 0.5:
+        return "[" * depth + "]" * depth
+    return '{"a":' * depth + "0" + "}" * depth
+
+
 def _paths(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [at]
     if isinstance(value, dict):
@@ -95,9 +106,8 @@ def _structural(body: Any, rng: random.Random) -> Any:
         if isinstance(target, dict):
             target["features"] = rng.choice([{"x": 666, "c": "EVIL"}, {}, 0, 1])
         return body
-    if op == 2:  # deep nesting
-        depth = rng.choice([10, 100, 300, 1000])
-        return _set(body, path, json.loads("[" * depth + "]" * depth))
+    if op == 2:  # deep nesting, written in by json_mutator (as text: deeper than Python's stack)
+        return _set(body, path, DEEP)
     if op == 3:  # a large string
         return _set(body, path, "s" * rng.choice([300, 3000]))
     if op == 4:  # into an envelope, with a copy or a number beside it
@@ -123,6 +133,7 @@ def json_mutator(fallback: Callable[[bytes, int], bytes]) -> Callable[[bytes, in
             text = _dump(_structural(body, rng), rng, 0.15)
         except RecursionError:
             return fallback(data, max_size)
+        text = text.replace(json.dumps(DEEP), _nested(rng))
         out = text.encode("utf-8", "surrogatepass")
         return out if len(out) <= max_size else fallback(data, max_size)
 

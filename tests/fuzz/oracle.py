@@ -9,7 +9,9 @@ envelope ``{"events": [...]}``) and returns what breaks the contract of
   to the bit, timestamps within the 1 µs the module docstring allows), and its feature values
   are those of ``json.loads`` of the same bytes, to the bit (``-0`` is the integer 0, a ``NaN``
   token is never a null);
-* whatever is rejected carries a :class:`~monitor.events.Reason` and a message;
+* whatever is rejected carries a :class:`~monitor.events.Reason` and a message (a fast path
+  leaves an input to pydantic with ``None``; should it return a ``Rejection`` itself, pydantic
+  must not accept that input);
 * the pipeline (``process_lines``, with a small ``events.max_bytes``) rejects, with pydantic's
   reason, every line pydantic rejects, the size limit included.
 
@@ -247,6 +249,11 @@ class Oracle:
                 continue
             if fast is None:
                 continue
+            if isinstance(fast, Rejection):
+                problem = _fast_rejection(fast, slow)
+                if problem is not None:
+                    problems.append(f"{name} {problem}")
+                continue
             if expected is None:
                 expected = self._expected(raw, problems, name)
             problem = self._compare(fast, slow, expected, 0, raw)
@@ -273,20 +280,37 @@ class Oracle:
                 continue
             if fast is None:
                 continue
-            if expected is None:
-                expected = self._expected(raw, problems, f"{label}{name}")
-            if isinstance(slow, Rejection):
-                problems.append(
-                    f"{label}{name} accepts {len(fast)} events, pydantic rejects the message: "
-                    f"{slow.reason.value}: {slow.message[:200]}"
+            if isinstance(fast, Rejection):  # the whole message
+                accepted = isinstance(slow, list) and not all(
+                    isinstance(v, Rejection) for v in slow
                 )
+                problem = _fast_rejection(fast, "an event" if accepted else None)
+                if problem is not None:
+                    problems.append(f"{label}{name} {problem}")
                 continue
+            events = [e for e in fast if not isinstance(e, Rejection)]
+            if events and expected is None:
+                expected = self._expected(raw, problems, f"{label}{name}")
             if not isinstance(slow, list) or len(slow) != len(fast):
-                n = len(slow) if isinstance(slow, list) else slow
-                problems.append(f"{label}{name} accepts {len(fast)} events, pydantic gives {n}")
+                if isinstance(slow, Rejection):
+                    got = f"rejects the message: {slow.reason.value}: {slow.message[:200]}"
+                else:
+                    got = f"gives {len(slow) if isinstance(slow, list) else slow}"
+                if events:
+                    problems.append(f"{label}{name} accepts {len(events)} events, pydantic {got}")
+                for e in fast:
+                    problem = _fast_rejection(e, None) if isinstance(e, Rejection) else None
+                    if problem is not None:
+                        problems.append(f"{label}{name} {problem}")
                 continue
             for k, (event, verdict) in enumerate(zip(fast, slow, strict=True)):
-                problem = self._compare(event, verdict, expected, k, raw)
+                if isinstance(event, Rejection):
+                    problem = _fast_rejection(event, verdict)
+                    if problem is not None:
+                        problems.append(f"{label}{name} event {k}: {problem}")
+                        break
+                    continue
+                problem = self._compare(event, verdict, expected or [], k, raw)
                 if problem is not None:
                     problems.append(f"{label}{name} accepts, event {k}: {problem}")
                     break
@@ -327,6 +351,17 @@ class Oracle:
             if diff is not None:
                 return f"row_dicts differs from the row at {diff}"
         return None
+
+
+def _fast_rejection(fast: Rejection, slow: Any) -> str | None:
+    """What is wrong with a rejection by a fast path (should one return rejections rather than
+    leave the input to pydantic): it needs a reason, and pydantic must not accept the input."""
+    wrong = rejection_problem(fast)
+    if wrong is not None:
+        return wrong
+    if slow is not None and not isinstance(slow, Rejection):
+        return f"rejects ({fast.reason.value}: {fast.message[:200]}) what pydantic accepts"
+    return None
 
 
 def _lines_of(decoder: FastDecoder) -> One:
