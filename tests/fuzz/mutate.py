@@ -54,6 +54,18 @@ def _nested(rng: random.Random) -> str:
     return '{"a":' * depth + "0" + "}" * depth
 
 
+class _Pairs(list[tuple[str, Any]]):
+    """An object written with these (key, value) pairs, repeated keys included."""
+
+
+def _features_of(body: Any) -> Any:
+    """A features object of ``body`` (the first found), else the issue's hostile one."""
+    for path in _paths(body):
+        if path and path[-1] == "features" and isinstance(_get(body, path), dict):
+            return json.loads(json.dumps(_get(body, path)))
+    return {"x": 666, "c": "EVIL"}
+
+
 def _paths(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [at]
     if isinstance(value, dict):
@@ -83,8 +95,8 @@ def _dump(value: Any, rng: random.Random, dup: float) -> str:
     another value) with probability ``dup``."""
     sep = rng.choice([",", ", ", " ,\n"])
     colon = rng.choice([":", ": ", " : "])
-    if isinstance(value, dict):
-        pairs = [(k, v) for k, v in value.items()]
+    if isinstance(value, dict | _Pairs):
+        pairs = list(value.items() if isinstance(value, dict) else value)
         if pairs and rng.random() < dup:
             k, _ = rng.choice(pairs)
             pairs.insert(rng.randrange(len(pairs) + 1), (k, rng.choice(HOSTILE)))
@@ -97,14 +109,14 @@ def _dump(value: Any, rng: random.Random, dup: float) -> str:
 
 def _structural(body: Any, rng: random.Random) -> Any:
     paths = _paths(body)
-    op = rng.randrange(7)
+    op = rng.randrange(8)
     path = rng.choice(paths)
     if op == 0:  # a hostile value anywhere
         return _set(body, path, rng.choice(HOSTILE))
-    if op == 1:  # a features object in another object
+    if op == 1:  # a features object (the event's own, or the issue's) in another object
         target = _get(body, path)
         if isinstance(target, dict):
-            target["features"] = rng.choice([{"x": 666, "c": "EVIL"}, {}, 0, 1])
+            target["features"] = rng.choice([_features_of(body), {}, 0, 1])
         return body
     if op == 2:  # deep nesting, written in by json_mutator (as text: deeper than Python's stack)
         return _set(body, path, DEEP)
@@ -115,6 +127,14 @@ def _structural(body: Any, rng: random.Random) -> Any:
     if op == 5 and isinstance(body, dict) and isinstance(body.get("events"), list):
         events = body["events"]
         return events[0] if events and rng.random() < 0.5 else {"events": events[::-1]}
+    if op == 6 and isinstance(body, dict):  # a repeated key hides a row number (defect 2)
+        if isinstance(body.get("events"), list):
+            rows = [
+                {**e, "features": k} if isinstance(e, dict) else e
+                for k, e in enumerate(body["events"])
+            ]
+            return _Pairs([*body.items(), ("events", rows)])
+        return _Pairs([*body.items(), ("features", rng.choice([0, 1, "x", None]))])
     return body
 
 
