@@ -66,6 +66,26 @@ def _features_of(body: Any) -> Any:
     return {"x": 666, "c": "EVIL"}
 
 
+_FIELDS = frozenset(
+    [
+        "event_id",
+        "model",
+        "model_version",
+        "timestamp",
+        "features",
+        "prediction",
+        "latency_ms",
+        "versions",
+        "trace",
+        "type",
+        "score",
+        "label",
+        "probabilities",
+        "events",
+    ]
+)
+
+
 def _paths(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [at]
     if isinstance(value, dict):
@@ -110,7 +130,9 @@ def _dump(value: Any, rng: random.Random, dup: float) -> str:
 def _structural(body: Any, rng: random.Random) -> Any:
     paths = _paths(body)
     op = rng.randrange(8)
-    path = rng.choice(paths)
+    # Half the time an event's own field (timestamp, prediction, ...) rather than any value.
+    fields = [p for p in paths if p and p[-1] in _FIELDS]
+    path = rng.choice(fields if fields and rng.random() < 0.5 else paths)
     if op == 0:  # a hostile value anywhere
         return _set(body, path, rng.choice(HOSTILE))
     if op == 1:  # a features object (the event's own, or the issue's) in another object
