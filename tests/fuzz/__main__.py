@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.fuzz.replay import use_ext_dir
+
 #: Modules whose Python code atheris instruments for coverage.
 INSTRUMENTED = ["monitor", "tests.fuzz.oracle"]
 
@@ -45,20 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the fuzzer with these libFuzzer arguments (``sys.argv`` by default)."""
     argv = list(sys.argv if argv is None else argv)
     atheris: Any = importlib.import_module("atheris")
-    import monitor
-
-    ext_dir = os.environ.get("FUZZ_EXT_DIR")
-    if ext_dir:
-        monitor.__path__.insert(0, os.path.abspath(ext_dir))
+    use_ext_dir()
     with atheris.instrument_imports(include=INSTRUMENTED):
         from tests.fuzz import oracle as oracle_module
-    from monitor import _featcols
-
-    loaded = os.path.abspath(_featcols.__file__ or "")
-    print(f"fuzz: monitor._featcols from {loaded}", file=sys.stderr)
-    if ext_dir and not loaded.startswith(os.path.abspath(ext_dir) + os.sep):
-        print(f"fuzz: expected the build in {ext_dir}", file=sys.stderr)
-        return 2
     oracle = oracle_module.Oracle()
     collect = os.environ.get("FUZZ_COLLECT")
     seen: set[str] = set()

@@ -35,8 +35,8 @@ fi
 # Two runs share FUZZ_SECONDS. gcc's ASan runtime also defines the coverage callbacks that
 # atheris gives libFuzzer, so under it libFuzzer sees no coverage: the first two thirds fuzz
 # guided by coverage with the normal build (new inputs go to build/fuzz/corpus, the committed
-# corpus is only read); the rest runs every input of both corpora, then mutates them, with the
-# sanitized build.
+# corpus is only read); the rest checks every input of both corpora, then mutations of them
+# (tests/fuzz/replay.py, no libFuzzer), with the sanitized build.
 guided=$(( FUZZ_SECONDS * 2 / 3 ))
 sanitized=$(( FUZZ_SECONDS - guided ))
 options=(-timeout=20 -rss_limit_mb=4096 -max_len=8192 -dict=tests/fuzz/json.dict
@@ -55,7 +55,7 @@ if [ "$status" -eq 0 ] && failed "$OUT/guided.log"; then status=1; fi
 if [ "$status" -eq 0 ]; then
   echo "fuzz: ${sanitized}s with ASan and UBSan" >&2
   # CPython is not built with ASan: its runtime must be loaded first, and libstdc++ with it
-  # (ASan intercepts __cxa_throw, which atheris's pybind11 uses when the target raises, and
+  # (ASan intercepts __cxa_throw, which C++ code in extensions such as scipy may call, and
   # finds the real one only in what is loaded when it starts). Python objects go through
   # malloc, not pymalloc's arenas, so that ASan sees the bounds of every buffer; CPython's
   # interned strings and caches are never freed, so leak checking is off.
@@ -63,8 +63,8 @@ if [ "$status" -eq 0 ]; then
     ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:malloc_context_size=10" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     PYTHONMALLOC=malloc FUZZ_EXT_DIR="$OUT/monitor" \
-    "$PY" -m tests.fuzz -max_total_time="$sanitized" "${options[@]}" "$OUT/corpus" \
-    tests/fuzz/corpus 2>&1 | tee "$OUT/sanitized.log" || status=$?
+    "$PY" -m tests.fuzz.replay "$sanitized" "$OUT/artifacts" "$OUT/corpus" tests/fuzz/corpus \
+    2>&1 | tee "$OUT/sanitized.log" || status=$?
   if [ "$status" -eq 0 ] && failed "$OUT/sanitized.log"; then status=1; fi
   if ! grep -q 'monitor._featcols from .*build/fuzz/monitor/' "$OUT/sanitized.log"; then
     echo "fuzz: the sanitized build was not the one imported" >&2
