@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import struct
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from monitor.events import Reason, Rejection
 from monitor.fastdecode import FastPrediction, decode_prediction
+from tests.fuzz import replay
 from tests.fuzz.__main__ import kind_of
 from tests.fuzz.mutate import json_mutator
 from tests.fuzz.oracle import GOOD, Oracle, difference, json_features
@@ -123,3 +125,28 @@ def test_the_json_mutator_is_reproducible_and_bounded() -> None:
     assert len(changed) > 50
     assert any(b'"events"' in out for out in changed) and any(b"[[[[" in out for out in changed)
     assert all(isinstance(json.loads(out), dict | list) for out in changed if b"[[[[" not in out)
+
+
+def test_replay_checks_the_corpus_and_mutations_then_stops_at_a_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver of the sanitized run (the oracle is planted: this is about the loop)."""
+    monkeypatch.delenv("FUZZ_EXT_DIR", raising=False)
+    monkeypatch.setenv("FUZZ_SEED", "3")
+    seen: list[bytes] = []
+
+    def planted(self: Oracle, raw: bytes, pipeline: bool = True) -> list[str]:
+        seen.append(raw)
+        return ["planted"] if b"PLANTED" in raw else []
+
+    monkeypatch.setattr(Oracle, "check", planted)
+    corpus, artifacts = tmp_path / "corpus", tmp_path / "artifacts"
+    corpus.mkdir()
+    (corpus / "good").write_bytes(GOOD)
+    assert replay.main(["0.3", str(artifacts), str(corpus)]) == 0
+    assert seen[0] == GOOD and len(set(seen)) > 10  # the corpus, then mutations of it
+    assert not (artifacts / "last-input").exists() and not list(artifacts.glob("crash-*"))
+    (corpus / "planted").write_bytes(b'{"PLANTED": 1}')
+    assert replay.main(["10", str(artifacts), str(corpus)]) == 1
+    (crash,) = artifacts.glob("crash-*")
+    assert crash.read_bytes() == b'{"PLANTED": 1}'
