@@ -5,13 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-kafka4 lint typecheck unit bench clean kafka-up kafka-down \
-	deps-install deps-demo deps-test
+	deps-install deps-demo deps-test deps-fuzz fuzz
 
 install: $(STAMP)
 
 # The Debian packages each target needs (deploy/deps.sh knows them): installed when missing and
 # run as root, else one line with the exact `sudo apt-get install` command.
-deps-install deps-demo deps-test:
+deps-install deps-demo deps-test deps-fuzz:
 	@bash deploy/deps.sh $(@:deps-%=%)
 
 # The editable install also compiles the C extension monitor/_featcols.c (gcc, Python headers).
@@ -40,6 +40,13 @@ test: deps-test lint typecheck unit
 # with everything else, on 3.9.2.
 test-kafka4: install
 	KAFKA_LINE=4 $(BIN)/pytest -m kafka
+
+# The differential fuzzer (tests/fuzz/) for FUZZ_SECONDS, the C extension also built with
+# AddressSanitizer and UndefinedBehaviorSanitizer (build/fuzz/); fails on any crash, sanitizer
+# report or mismatch with the pydantic decoder.
+FUZZ_SECONDS ?= 120
+fuzz: deps-fuzz install
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
 bench: install
 	$(BIN)/python -m tests.benchmarks
