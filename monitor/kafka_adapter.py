@@ -216,11 +216,15 @@ class KafkaAdapter:
     ) -> None:
         """:meth:`_handle_validated`, with an exception making the message ``internal_error``."""
         counts = snapshot(self.pipeline.stats)
+        error: Exception | None = None
+        letters = []
         try:
             letters = self._handle_validated(msg, raw, ack, source)
         except Exception as exc:
             restore(self.pipeline.stats, counts)
-            await self._internal_error(msg, raw, ack, source, exc)
+            error = exc
+        if error is not None:
+            await self._internal_error(msg, raw, ack, source, error)
             return
         for body, rejection, index in letters:
             await self.letters.write(msg, body, rejection, index)
@@ -464,6 +468,7 @@ class KafkaAdapter:
         msgs = [item[0] for item in run]
         stats = self.pipeline.stats
         counts = snapshot(stats)
+        error: Exception | None = None
         try:
             self._observed(
                 (lambda o: o.begin(msgs[0], events, size))
@@ -478,7 +483,9 @@ class KafkaAdapter:
             )
         except Exception as exc:
             restore(stats, counts)
-            await self._isolate(source, run, exc)
+            error = exc
+        if error is not None:  # outside the handler: a message's traceback is its own
+            await self._isolate(source, run, error)
 
     async def _isolate(self, source: str, run: list[_RunItem], error: Exception) -> None:
         """Retry the messages of a run that raised ``error`` one by one: the one that raises

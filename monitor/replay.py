@@ -77,8 +77,11 @@ def replay(
                 out: list[Transition] = []
                 try:
                     pipeline.process_lines(lines, offset, "", out)
+                    failed = False
                 except Exception:
                     restore(stats, counts)
+                    failed = True
+                if failed:  # outside the handler: a line's traceback is its own
                     out += _line_by_line(pipeline, lines, offset, errors)
                 offset += len(lines)
                 if sink is not None and out:
