@@ -67,6 +67,14 @@ class Source(Protocol):
     def key(self) -> bytes | None: ...
 
 
+class Counts(Protocol):
+    """Where a writer counts (the adapter's stats)."""
+
+    dead_letters: int
+    dead_letters_truncated: int
+    dead_letter_failures: int
+
+
 @dataclass(slots=True)
 class _Letter:
     key: bytes | None
@@ -80,16 +88,15 @@ class DeadLetterWriter:
     """Sends dead letters with ``send`` and confirms them.
 
     ``max_bytes`` (``kafka.max_message_bytes``): a body longer than it less
-    :data:`HEADROOM` is cut before it is sent. Counters: ``written`` (confirmed), ``truncated``
-    (of those, cut) and ``failures`` (failed attempts, each retried).
+    :data:`HEADROOM` is cut before it is sent. ``counts`` (as it happens): ``dead_letters``
+    written (confirmed), ``dead_letters_truncated`` (of those, cut) and
+    ``dead_letter_failures`` (failed attempts, each retried).
     """
 
-    def __init__(self, send: DeadLetter, max_bytes: int) -> None:
+    def __init__(self, send: DeadLetter, max_bytes: int, counts: Counts) -> None:
         self.send = send
         self.max_bytes = max_bytes
-        self.written = 0
-        self.truncated = 0
-        self.failures = 0
+        self.counts = counts
         self._pending: list[_Letter] = []
 
     @property
@@ -142,9 +149,9 @@ class DeadLetterWriter:
                     await self._failed(letter, exc, attempt)
                     attempt += 1
                 await self._send(letter)
-            self.written += 1
+            self.counts.dead_letters += 1
             if letter.size != len(letter.body):
-                self.truncated += 1
+                self.counts.dead_letters_truncated += 1
 
     async def _send(self, letter: _Letter) -> None:
         """Hand ``letter`` to the producer: cut to half while it is too large, retried with
@@ -165,7 +172,7 @@ class DeadLetterWriter:
     async def _failed(self, letter: _Letter, exc: Exception, attempt: int) -> None:
         """A write of ``letter`` failed: count it, log the first of a series (and every 20th),
         wait."""
-        self.failures += 1
+        self.counts.dead_letter_failures += 1
         if attempt % 20 == 0:
             log.warning(
                 "cannot write a dead letter of %d bytes (attempt %d; retrying, the source "

@@ -175,9 +175,9 @@ class KafkaAdapter:
         self.event_max_bytes = pipeline.settings.events.max_bytes
         self.stats = AdapterStats()
         self.errors = ErrorLog(log)
+        self.letters = DeadLetterWriter(dead_letter, max_bytes, self.stats)
         self._unacked: dict[str, deque[tuple[int, Callable[[], Any]]]] = {}
         self._touched: set[str] = set()
-        self.letters = DeadLetterWriter(dead_letter, max_bytes)
         self.enter = enter
         self._buffer: list[Item] = []
         self._buffer_bytes = 0
@@ -331,12 +331,8 @@ class KafkaAdapter:
 
     async def _settle(self) -> None:
         """Wait until the dead letters sent are written, then acknowledge what is safe."""
-        letters = self.letters
-        if letters.pending:
-            await letters.confirm()
-            self.stats.dead_letters = letters.written
-            self.stats.dead_letters_truncated = letters.truncated
-        self.stats.dead_letter_failures = letters.failures
+        if self.letters.pending:
+            await self.letters.confirm()
         for source in self._touched:
             queue = self._unacked[source]
             safe = self.pipeline.safe_position(source)
