@@ -209,7 +209,7 @@ class KafkaAdapter:
         """Whether the fast decoder may see ``raw``: within ``max_bytes``, and within the
         per-event limit unless it is an envelope (whose events the decoders measure)."""
         n = len(raw)
-        return n <= self.event_max_bytes or (n <= self.max_bytes and _is_envelope(raw))
+        return n <= self.max_bytes and (n <= self.event_max_bytes or _is_envelope(raw))
 
     async def _validated(
         self, msg: Message, raw: bytes, ack: Callable[[], Any], source: str
@@ -406,7 +406,7 @@ class KafkaAdapter:
         raws = [value or b"" for _, value, _, _ in group]
         decoded = self._decode(raws)
         for (msg, _, ack, ctx), raw, fast in zip(group, raws, decoded, strict=True):
-            if type(fast) is not list or len(fast) > MAX_ENVELOPE:
+            if fast is None or isinstance(fast, Exception) or len(fast) > MAX_ENVELOPE:
                 if run:
                     if enter is not None and context is not None:
                         enter(context)
@@ -431,7 +431,7 @@ class KafkaAdapter:
         """The fast decoder's verdict on each message: its events, ``None`` (pydantic must
         decide) or the exception it raised on that message."""
         decodable = raws
-        if max(map(len, raws)) > self.event_max_bytes:  # one comparison per batch when fine
+        if max(map(len, raws)) > min(self.event_max_bytes, self.max_bytes):  # rare
             decodable = [raw if self._decodable(raw) else b"" for raw in raws]
         try:
             return list(self.pipeline.decoder.messages(decodable, self.max_bytes))

@@ -18,6 +18,7 @@ from alerting.types import Transition
 from monitor.config import settings_from_mapping
 from monitor.dead_letters import DeadLetterTooLargeError
 from monitor.fastdecode import FastDecoder
+from monitor.guard import ErrorLog
 from monitor.kafka_adapter import KafkaAdapter
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
@@ -325,3 +326,22 @@ def test_a_single_event_over_events_max_bytes_is_too_large(batch: int, field: st
     assert h.letters[0].headers["driftwatch-source-offset"] == b"4"
     assert h.pipeline.stats.accepted == 9
     assert dict(h.pipeline.stats.rejected) == {"too_large": 1}
+
+
+def test_error_log_sums_up_repeats_without_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    log = ErrorLog(logging.getLogger("driftwatch.test"), interval=0.0)
+
+    def fail(n: int) -> Exception:
+        try:
+            raise ValueError(f"bad {n}")
+        except ValueError as exc:
+            return exc
+
+    with caplog.at_level(logging.ERROR, "driftwatch.test"):
+        for n in range(3):
+            log.report(fail(n), f"p/0@{n}")
+    first, *rest = caplog.records
+    assert first.exc_info is not None and "p/0@0" in first.getMessage()
+    assert [r.exc_info for r in rest] == [None, None]
+    assert "1 more inputs rejected as internal_error" in rest[0].getMessage()
+    assert log.counts == {"ValueError": 3}

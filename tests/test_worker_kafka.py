@@ -375,6 +375,8 @@ def test_an_exception_on_one_message_dead_letters_it_and_the_worker_goes_on(
         time.sleep(0.5)
     log = w.log.read_text()
     assert log.count("Traceback") <= 2 and log.count("RuntimeError: planted bug") >= 1
+    # The test made the topics with the broker's 1 MiB limit: the worker says so.
+    assert f"topic {topics.dead_letter} has max.message.bytes=" in log
 
 
 def topic_limits(bootstrap: str, names: list[str]) -> dict[str, int]:
