@@ -16,12 +16,14 @@ import os
 import signal
 import time
 import weakref
-from collections.abc import AsyncIterable, Iterator, MutableMapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import faust
 import orjson
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+from faust.exceptions import ProducerSendError
 from faust.streams import _current_event  # the ContextVar behind faust.current_event()
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode import Service
@@ -29,6 +31,7 @@ from mode import Service
 from alerting.sinks import AlertSink
 from detectors.profile import ReferenceProfile
 from monitor.config import Settings
+from monitor.dead_letters import DeadLetterTooLargeError
 from monitor.gctune import fewer_collections
 from monitor.http_server import Observability
 from monitor.kafka_adapter import BATCH_SECONDS, KafkaAdapter
@@ -139,6 +142,26 @@ class CheckpointTable(MutableMapping[str, Any]):
         return len(self.table)
 
 
+def _too_large(exc: BaseException) -> BaseException:
+    """``exc`` as :class:`DeadLetterTooLargeError` when Kafka refused a record for its size
+    (the producer's own check, or the broker's ``MESSAGE_TOO_LARGE`` for the topic's
+    ``max.message.bytes``)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, MessageSizeTooLargeError | RecordTooLargeError):
+            return DeadLetterTooLargeError(str(cause))
+        cause = cause.__cause__
+    return exc
+
+
+async def _written(sent: Awaitable[Any]) -> Any:
+    """Await a record's delivery future, its size errors as :class:`DeadLetterTooLargeError`."""
+    try:
+        return await sent
+    except (MessageSizeTooLargeError, RecordTooLargeError, ProducerSendError) as exc:
+        raise _too_large(exc) from exc
+
+
 def _enter(event: Any) -> None:
     """Make ``event`` Faust's current event, as stream iteration does, so that table writes
     (checkpoints) made for it go to its changelog partition (``Table.partition_for_key``)."""
@@ -240,12 +263,17 @@ def build_app(
         key_serializer="raw",
         partitions=k.partitions,
     )
-    dlq = app.topic(t.dead_letter, value_serializer="raw", key_serializer="raw")
 
     async def dead_letter(
         key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> None:
-        await dlq.send(key=key, value=value, headers=headers)
+    ) -> Awaitable[Any]:
+        # The producer itself, not a Faust topic: its future says whether Kafka wrote the
+        # record, and the adapter acknowledges the source only after it did.
+        try:
+            sent = await app.producer.send(t.dead_letter, key, value, None, None, headers)
+        except ProducerSendError as exc:
+            raise _too_large(exc) from exc
+        return _written(sent)
 
     pipeline = Pipeline(
         settings,

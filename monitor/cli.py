@@ -1,6 +1,7 @@
 """The ``driftwatch`` command line.
 
     driftwatch simulate --scenario NAME --events N --seed S --out events.jsonl [--truth truth.json]
+                       [--to kafka://HOST:PORT/TOPIC [--config monitor.yaml]]
     driftwatch replay events.jsonl [--config monitor.yaml] [--reference ref.json] [--alerts a.jsonl]
                      [--serve] [--metrics-listen HOST:PORT] [--otlp-endpoint URL]
     driftwatch run [--config monitor.yaml] [--metrics-listen HOST:PORT] [--otlp-endpoint URL] ...
@@ -49,8 +50,15 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.to:
         from monitor.publish import PublishError, publish
 
+        topics = load_settings(args.config).topics
         try:
-            sent = publish(sim, args.to, args.batch)
+            sent = publish(
+                sim,
+                args.to,
+                args.batch,
+                labels_topic=topics.labels,
+                features_topic=topics.features,
+            )
         except ValueError as exc:
             raise ConfigError(f"simulate --to: {exc}") from exc
         except PublishError as exc:
@@ -283,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="events file (JSONL)")
     p.add_argument("--truth", help="write the injected incidents here (JSON)")
-    p.add_argument("--to", help="publish to Kafka: kafka://HOST:PORT/TOPIC (labels to 'labels')")
+    p.add_argument(
+        "--to",
+        help="publish to Kafka: kafka://HOST:PORT/TOPIC (labels to topics.labels of --config)",
+    )
+    p.add_argument("--config", help="settings (YAML) naming the labels topic for --to")
     p.add_argument(
         "--batch", type=int, default=500, help="events per Kafka message (1: no envelope)"
     )

@@ -64,6 +64,9 @@ class Reason(StrEnum):
     NON_FINITE = "non_finite"
     INVALID_TIMESTAMP = "invalid_timestamp"
     INVALID_VALUE = "invalid_value"
+    #: Not the input's fault as far as anyone knows: handling it raised an unexpected exception
+    #: (a bug); the Kafka adapter and replay reject the input instead of stopping.
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)

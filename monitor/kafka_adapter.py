@@ -16,10 +16,12 @@ so the re-delivery rebuilds exactly the windows that were open. Positions are
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any, Protocol
 
 import orjson
@@ -27,13 +29,21 @@ from pydantic_core import from_json
 
 from alerting.sinks import AlertSink
 from alerting.types import Transition
+from monitor.dead_letters import (
+    EXCEPTION_HEADER,
+    DeadLetter,
+    DeadLetterWriter,
+)
 from monitor.events import Event, Reason, Rejection, parse_message
-from monitor.fastdecode import AnyEvent
+from monitor.fastdecode import AnyEvent, FastPrediction
+from monitor.guard import ErrorLog, internal_rejection, restore, snapshot
 from monitor.pipeline import Pipeline
+
+log = logging.getLogger("driftwatch.worker")
+_OFFSET = attrgetter("offset")
 
 INDEX_BITS = 16
 MAX_ENVELOPE = (1 << INDEX_BITS) - 1
-HEADER_PREFIX = "driftwatch-"
 #: The worker's agent processes messages in batches of at most this many messages or bytes, or
 #: what arrived within ``BATCH_SECONDS`` of the batch's first message: the per-message cost of
 #: a pipeline call, a consumer span and a timing is paid once per batch, and an alert is
@@ -89,7 +99,8 @@ class BatchObserver(Protocol):
 
 #: A buffered message: the message, its value, its ack, and its context for ``enter``.
 Item = tuple[Message, bytes | None, Callable[[], Any], Any]
-DeadLetter = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], Awaitable[None]]
+#: A message of a batch run: the message, its ack, its value and its decoded events.
+_RunItem = tuple[Message, Callable[[], Any], bytes, list[FastPrediction]]
 
 
 @dataclass(slots=True)
@@ -97,7 +108,14 @@ class AdapterStats:
     """Counts of the adapter itself (the pipeline counts events)."""
 
     messages: int = 0
+    #: Dead letters written (confirmed by Kafka), and those of them that had to be cut (see
+    #: :class:`~monitor.dead_letters.DeadLetterWriter`).
     dead_letters: int = 0
+    dead_letters_truncated: int = 0
+    #: Attempts to write a dead letter that failed (each is retried; the source waits).
+    dead_letter_failures: int = 0
+    #: Messages rejected as ``internal_error`` (an exception escaped their handling).
+    internal_errors: int = 0
     acked: int = 0
     checkpoints: int = 0
     started: float = field(default_factory=time.time)
@@ -113,11 +131,16 @@ class KafkaAdapter:
     table
         Where checkpoints go (a Faust table backed by a changelog topic in the worker).
     dead_letter
-        Coroutine that produces one dead letter: ``(key, value, headers)``.
+        Coroutine that sends one dead letter: ``(key, value, headers)`` (see
+        :mod:`monitor.dead_letters`). A message is acknowledged only after its dead letters
+        are written; a failed write is retried and counted (``dead_letter_failures``), and a
+        dead letter too large for Kafka is cut shorter (``dead_letters_truncated``).
     sinks
         Receive alert state changes; ``offset`` in them is the Kafka offset.
     max_bytes
-        Largest message accepted; bigger ones are dead-lettered as ``too_large``.
+        Largest message accepted (``kafka.max_message_bytes``); bigger ones are dead-lettered
+        as ``too_large``. A message that is one event, not an envelope, may not exceed the
+        pipeline's ``events.max_bytes``. Dead letters are cut to fit ``max_bytes``.
     observer
         Told about each message or batch (metrics, consumer and alert spans).
     enter
@@ -125,6 +148,11 @@ class KafkaAdapter:
         messages up to it is stored. The worker passes the Faust event and makes it Faust's
         current event, so that checkpoints go to the changelog partition of the input
         partition they belong to, as when a message is handled while it is being iterated.
+
+    An exception that escapes the decoders or the pipeline (a bug) rejects the message that
+    raises it as ``internal_error``: it is dead-lettered with the exception's class in the
+    header ``driftwatch-exception``, logged once (:class:`~monitor.guard.ErrorLog`), and the
+    worker goes on. A batch that raises is retried message by message to find that message.
     """
 
     def __init__(
@@ -144,8 +172,12 @@ class KafkaAdapter:
         self.dead_letter = dead_letter
         self.sinks = list(sinks)
         self.max_bytes = max_bytes
+        self.event_max_bytes = pipeline.settings.events.max_bytes
         self.stats = AdapterStats()
+        self.errors = ErrorLog(log)
+        self.letters = DeadLetterWriter(dead_letter, max_bytes, self.stats)
         self._unacked: dict[str, deque[tuple[int, Callable[[], Any]]]] = {}
+        self._touched: set[str] = set()
         self.enter = enter
         self._buffer: list[Item] = []
         self._buffer_bytes = 0
@@ -160,40 +192,71 @@ class KafkaAdapter:
     async def handle(self, msg: Message, value: bytes | None, ack: Callable[[], Any]) -> None:
         """Process one message completely; never raises on bad input."""
         self.stats.messages += 1
-        lines = self.pipeline.stats.lines
         source = self.source(msg)
         raw = value or b""
-        fast = self.pipeline.decoder.message(raw) if len(raw) <= self.max_bytes else None
-        base = msg.offset << INDEX_BITS
-        if fast is not None and len(fast) <= MAX_ENVELOPE:
-            self._observed(
-                lambda o: o.begin(msg, fast, len(raw)),
-                source,
-                fast,
-                range(base, base + len(fast)),
-                ((msg.offset, ack),),
-                lines,
-                True,
-            )
-            return
-        await self._handle_validated(msg, raw, ack, source, lines)
+        try:
+            fast = self.pipeline.decoder.message(raw) if self._decodable(raw) else None
+        except Exception as exc:
+            await self._internal_error(msg, raw, ack, source, exc)
+        else:
+            if fast is not None and len(fast) <= MAX_ENVELOPE:
+                await self._run(source, [(msg, ack, raw, fast)], single=True)
+            else:
+                await self._validated(msg, raw, ack, source)
+        await self._settle()
 
-    async def _handle_validated(
-        self, msg: Message, raw: bytes, ack: Callable[[], Any], source: str, lines: int
+    def _decodable(self, raw: bytes) -> bool:
+        """Whether the fast decoder may see ``raw``: within ``max_bytes``, and within the
+        per-event limit unless it is an envelope (whose events the decoders measure)."""
+        n = len(raw)
+        return n <= self.max_bytes and (n <= self.event_max_bytes or _is_envelope(raw))
+
+    async def _validated(
+        self, msg: Message, raw: bytes, ack: Callable[[], Any], source: str
     ) -> None:
-        """A message the fast decoder refused: pydantic's verdict per event, dead letters."""
+        """:meth:`_handle_validated`, with an exception making the message ``internal_error``."""
+        counts = snapshot(self.pipeline.stats)
+        error: Exception | None = None
+        letters = []
+        try:
+            letters = self._handle_validated(msg, raw, ack, source)
+        except Exception as exc:
+            restore(self.pipeline.stats, counts)
+            error = exc
+        if error is not None:
+            await self._internal_error(msg, raw, ack, source, error)
+            return
+        for body, rejection, index in letters:
+            await self.letters.write(msg, body, rejection, index)
+
+    def _handle_validated(
+        self, msg: Message, raw: bytes, ack: Callable[[], Any], source: str
+    ) -> list[tuple[bytes, Rejection, int | None]]:
+        """A message the fast decoder refused: pydantic's verdict per event. Returns the dead
+        letters to write, sent by the caller once nothing can raise any more (a message gets
+        its dead letters, or one ``internal_error`` letter, never both)."""
+        lines = self.pipeline.stats.lines
         base = msg.offset << INDEX_BITS
-        parsed = parse_message(raw, self.max_bytes)
+        letters: list[tuple[bytes, Rejection, int | None]] = []
+        parsed: list[Event | Rejection] | Rejection
+        if len(raw) > self.event_max_bytes and not _is_envelope(raw):
+            parsed = Rejection(
+                Reason.TOO_LARGE,
+                f"event of {len(raw)} bytes exceeds the {self.event_max_bytes}-byte limit",
+                0,
+            )
+        else:
+            parsed = parse_message(raw, self.max_bytes)
         if isinstance(parsed, Rejection):
             self.pipeline.reject(parsed)
-            await self._dead_letter(msg, raw, parsed, None)
+            letters.append((raw, parsed, None))
             parsed = []
         elif len(parsed) > MAX_ENVELOPE:
             rej = Rejection(
                 Reason.TOO_LARGE, f"envelope of {len(parsed)} events exceeds {MAX_ENVELOPE}", 0
             )
             self.pipeline.reject(rej)
-            await self._dead_letter(msg, raw, rej, None)
+            letters.append((raw, rej, None))
             parsed = []
         events: list[Event | Rejection] = []
         positions: list[int] = []
@@ -201,7 +264,7 @@ class KafkaAdapter:
             if isinstance(item, Rejection):
                 self.pipeline.reject(item)
                 body = raw if len(parsed) == 1 else _element(raw, i)
-                await self._dead_letter(msg, body, item, i if len(parsed) > 1 else None)
+                letters.append((body, item, i if len(parsed) > 1 else None))
                 continue
             events.append(item)
             positions.append(base | i)
@@ -214,6 +277,7 @@ class KafkaAdapter:
             lines,
             False,
         )
+        return letters
 
     def _observed(
         self,
@@ -225,27 +289,33 @@ class KafkaAdapter:
         lines: int,
         predictions: bool,
     ) -> None:
-        """Process parsed events, store the checkpoints, deliver the alerts and acknowledge
-        what is safe among ``acks``; the observer hears ``begin`` and the end (``lines``: the
+        """Process parsed events, store the checkpoints, deliver the alerts and queue ``acks``
+        (released by :meth:`_settle`); the observer hears ``begin`` and the end (``lines``: the
         pipeline's line count before these messages, so rejections counted for them are
-        reported too)."""
+        reported too). If the pipeline raises, the state changes it decided before are
+        delivered all the same (the alert tracker has made them), then the error is raised."""
         observer = self.observer
         if observer is not None:
             begin(observer)
         error: BaseException | None = None
+        out: list[Transition] = []
         try:
-            self._deliver(
-                self.pipeline.process_events(events, positions, source, predictions)
-                if events
-                else []
-            )
+            try:
+                if events:
+                    self.pipeline.process_events(events, positions, source, predictions, out)
+            except BaseException:
+                out.sort(key=_OFFSET)
+                self._deliver(out)
+                raise
+            self._deliver(out)  # within the consumer span: alert spans are its children
         except BaseException as exc:
             error = exc
             raise
         finally:
             if observer is not None:
                 observer.end(len(events), self.pipeline.stats.lines - lines - len(events), error)
-        self._ack_safe(source, acks)
+        self._unacked.setdefault(source, deque()).extend(acks)
+        self._touched.add(source)
 
     def _deliver(self, transitions: list[Transition]) -> None:
         """Store the checkpoints the pipeline took; send the state changes to the sinks."""
@@ -259,13 +329,17 @@ class KafkaAdapter:
             for sink in self.sinks:
                 sink.send(shifted)
 
-    def _ack_safe(self, source: str, acks: Iterable[tuple[int, Callable[[], Any]]]) -> None:
-        queue = self._unacked.setdefault(source, deque())
-        queue.extend(acks)
-        safe = self.pipeline.safe_position(source)
-        while queue and (safe is None or (queue[0][0] + 1) << INDEX_BITS <= safe):
-            queue.popleft()[1]()
-            self.stats.acked += 1
+    async def _settle(self) -> None:
+        """Wait until the dead letters sent are written, then acknowledge what is safe."""
+        if self.letters.pending:
+            await self.letters.confirm()
+        for source in self._touched:
+            queue = self._unacked[source]
+            safe = self.pipeline.safe_position(source)
+            while queue and (safe is None or (queue[0][0] + 1) << INDEX_BITS <= safe):
+                queue.popleft()[1]()
+                self.stats.acked += 1
+        self._touched.clear()
 
     # -- batches of messages (the worker's agent) ------------------------------------------------
 
@@ -312,90 +386,147 @@ class KafkaAdapter:
         Messages are taken partition by partition, in order. Runs of messages that
         :mod:`monitor.fastdecode` takes go to the pipeline in one call, with one consumer span
         and one timing for the run; any other message is validated on its own as in
-        :meth:`handle` (the reason, dead letters), in its place in the order.
+        :meth:`handle` (the reason, dead letters), in its place in the order. Messages are
+        acknowledged at the end, once their dead letters are written.
         """
         by_partition: dict[tuple[str, int], list[Item]] = {}
         for item in items:
             msg = item[0]
             by_partition.setdefault((msg.topic, msg.partition), []).append(item)
-        enter = self.enter
-        decode = self.pipeline.decoder.messages
         for group in by_partition.values():
-            source = self.source(group[0][0])
-            run: list[tuple[Message, Callable[[], Any]]] = []
-            events: list[AnyEvent] = []
-            positions: list[int] = []
-            size = 0
-            context = None
-            raws = [value or b"" for _, value, _, _ in group]
-            decoded = decode(raws, self.max_bytes)
-            for (msg, _, ack, ctx), raw, fast in zip(group, raws, decoded, strict=True):
-                if fast is None or len(fast) > MAX_ENVELOPE:
-                    if run:
-                        if enter is not None and context is not None:
-                            enter(context)
-                        self._run(source, run, events, positions, size)
-                        run, events, positions, size = [], [], [], 0
-                    if enter is not None and ctx is not None:
-                        enter(ctx)
-                    self.stats.messages += 1
-                    lines = self.pipeline.stats.lines
-                    await self._handle_validated(msg, raw, ack, source, lines)
-                    continue
-                context = ctx
-                run.append((msg, ack))
-                size += len(raw)
-                base = msg.offset << INDEX_BITS
-                if len(fast) == 1:
-                    events.append(fast[0])
-                    positions.append(base)
-                else:
-                    events.extend(fast)
-                    positions.extend(range(base, base + len(fast)))
-            if run:
-                if enter is not None and context is not None:
-                    enter(context)
-                self._run(source, run, events, positions, size)
+            await self._partition(group)
+        await self._settle()
 
-    def _run(
-        self,
-        source: str,
-        run: list[tuple[Message, Callable[[], Any]]],
-        events: list[AnyEvent],
-        positions: list[int],
-        size: int,
+    async def _partition(self, group: list[Item]) -> None:
+        """The messages of one partition (see :meth:`handle_many`)."""
+        enter = self.enter
+        source = self.source(group[0][0])
+        run: list[_RunItem] = []
+        context = None
+        raws = [value or b"" for _, value, _, _ in group]
+        decoded = self._decode(raws)
+        for (msg, _, ack, ctx), raw, fast in zip(group, raws, decoded, strict=True):
+            if fast is None or isinstance(fast, Exception) or len(fast) > MAX_ENVELOPE:
+                if run:
+                    if enter is not None and context is not None:
+                        enter(context)
+                    await self._run(source, run)
+                    run = []
+                if enter is not None and ctx is not None:
+                    enter(ctx)
+                self.stats.messages += 1
+                if isinstance(fast, Exception):
+                    await self._internal_error(msg, raw, ack, source, fast)
+                else:
+                    await self._validated(msg, raw, ack, source)
+                continue
+            context = ctx
+            run.append((msg, ack, raw, fast))
+        if run:
+            if enter is not None and context is not None:
+                enter(context)
+            await self._run(source, run)
+
+    def _decode(self, raws: list[bytes]) -> list[list[FastPrediction] | Exception | None]:
+        """The fast decoder's verdict on each message: its events, ``None`` (pydantic must
+        decide) or the exception it raised on that message."""
+        decodable = raws
+        if max(map(len, raws)) > min(self.event_max_bytes, self.max_bytes):  # rare
+            decodable = [raw if self._decodable(raw) else b"" for raw in raws]
+        try:
+            return list(self.pipeline.decoder.messages(decodable, self.max_bytes))
+        except Exception:
+            pass
+        out: list[list[FastPrediction] | Exception | None] = []
+        for raw in decodable:  # find the message that raises
+            try:
+                out.append(self.pipeline.decoder.message(raw) if raw else None)
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    async def _run(self, source: str, run: list[_RunItem], single: bool = False) -> None:
+        """Valid predictions of consecutive messages of one partition, in one pipeline call;
+        if it raises, message by message (:meth:`_isolate`)."""
+        self.stats.messages += 0 if single else len(run)
+        events: list[AnyEvent] = []
+        positions: list[int] = []
+        size = 0
+        for msg, _, raw, fast in run:
+            size += len(raw)
+            base = msg.offset << INDEX_BITS
+            if len(fast) == 1:
+                events.append(fast[0])
+                positions.append(base)
+            else:
+                events.extend(fast)
+                positions.extend(range(base, base + len(fast)))
+        msgs = [item[0] for item in run]
+        stats = self.pipeline.stats
+        counts = snapshot(stats)
+        error: Exception | None = None
+        try:
+            self._observed(
+                (lambda o: o.begin(msgs[0], events, size))
+                if single
+                else (lambda o: o.begin_batch(msgs, events, positions, size)),
+                source,
+                events,
+                positions,
+                [(m.offset, ack) for m, ack, _, _ in run],
+                counts[0],
+                True,
+            )
+        except Exception as exc:
+            restore(stats, counts)
+            error = exc
+        if error is not None:  # outside the handler: a message's traceback is its own
+            await self._isolate(source, run, error)
+
+    async def _isolate(self, source: str, run: list[_RunItem], error: Exception) -> None:
+        """Retry the messages of a run that raised ``error`` one by one: the one that raises
+        again is rejected as ``internal_error``. Events the failed call applied are skipped on
+        the retry as re-deliveries (positions, see :class:`Pipeline`), so nothing is applied
+        twice; the counters were rolled back, so nothing is counted twice."""
+        stats = self.pipeline.stats
+        found = False
+        for msg, ack, raw, fast in run:
+            base = msg.offset << INDEX_BITS
+            counts = snapshot(stats)
+            try:
+                self._observed(
+                    _begin(msg, fast, len(raw)),
+                    source,
+                    fast,
+                    range(base, base + len(fast)),
+                    ((msg.offset, ack),),
+                    counts[0],
+                    True,
+                )
+            except Exception as exc:
+                restore(stats, counts)
+                found = True
+                await self._internal_error(msg, raw, ack, source, exc)
+        if not found:  # the batch raised, its messages alone did not: say so, once
+            self.errors.report(error, f"a batch of {len(run)} messages of {source} (retried)")
+
+    async def _internal_error(
+        self, msg: Message, raw: bytes, ack: Callable[[], Any], source: str, exc: Exception
     ) -> None:
-        """Valid predictions of consecutive messages of one partition, in one pipeline call."""
-        self.stats.messages += len(run)
-        msgs = [m for m, _ in run]
-        self._observed(
-            lambda o: o.begin_batch(msgs, events, positions, size),
-            source,
-            events,
-            positions,
-            [(m.offset, ack) for m, ack in run],
-            self.pipeline.stats.lines,
-            True,
+        """Reject a message whose handling raised ``exc``: count, log, dead-letter, ack."""
+        self.stats.internal_errors += 1
+        rejection = internal_rejection(exc, 0)
+        self.pipeline.reject(rejection)
+        self.errors.report(exc, f"{self.source(msg)}@{msg.offset}")
+        await self.letters.write(
+            msg, raw, rejection, None, [(EXCEPTION_HEADER, type(exc).__name__.encode())]
         )
+        self._unacked.setdefault(source, deque()).append((msg.offset, ack))
+        self._touched.add(source)
 
     def unacked(self) -> int:
         """Messages processed but not yet acknowledged (their windows are still open)."""
         return sum(len(q) for q in self._unacked.values())
-
-    async def _dead_letter(
-        self, msg: Message, body: bytes, rejection: Rejection, index: int | None
-    ) -> None:
-        headers = [
-            (HEADER_PREFIX + "reason", rejection.reason.value.encode()),
-            (HEADER_PREFIX + "error", rejection.message[:1000].encode("utf-8", "replace")),
-            (HEADER_PREFIX + "source-topic", msg.topic.encode()),
-            (HEADER_PREFIX + "source-partition", str(msg.partition).encode()),
-            (HEADER_PREFIX + "source-offset", str(msg.offset).encode()),
-        ]
-        if index is not None:
-            headers.append((HEADER_PREFIX + "envelope-index", str(index).encode()))
-        await self.dead_letter(msg.key, body, headers)
-        self.stats.dead_letters += 1
 
     def status(self) -> dict[str, Any]:
         """Counters for the stats file and the status page."""
@@ -405,6 +536,9 @@ class KafkaAdapter:
             "accepted": s.accepted,
             "rejected": dict(s.rejected),
             "dead_letters": self.stats.dead_letters,
+            "dead_letters_truncated": self.stats.dead_letters_truncated,
+            "dead_letter_failures": self.stats.dead_letter_failures,
+            "internal_errors": self.stats.internal_errors,
             "duplicates_skipped": s.duplicates,
             "streams_restored": s.restored,
             "streams_stale": s.stale,
@@ -416,6 +550,15 @@ class KafkaAdapter:
             "labels_by_stream": {st.group: st.labels for st in self.pipeline.streams.values()},
             "alerts": {f"{n}/{st}": c for (n, st), c in s.alerts.items()},
         }
+
+
+def _begin(msg: Message, events: Sequence[AnyEvent], size: int) -> Callable[[BatchObserver], None]:
+    return lambda o: o.begin(msg, events, size)
+
+
+def _is_envelope(raw: bytes) -> bool:
+    """Whether ``raw`` is a batch envelope as :func:`monitor.events.parse_message` tells."""
+    return raw[:16].lstrip().startswith(b'{"events"')
 
 
 def _element(raw: bytes, index: int) -> bytes:

@@ -592,12 +592,20 @@ class MonitorMetrics(Collector):
         pending = self._gauge("labels_pending", "Predictions remembered, awaiting their label.")
         messages = self._counter("messages_total", "Kafka messages consumed.")
         dead = self._counter("dead_letters_total", "Messages or envelope elements dead-lettered.")
+        dead_cut = self._counter(
+            "dead_letters_truncated_total",
+            "Dead letters cut to fit Kafka's message limit (header driftwatch-truncated).",
+        )
+        dead_failed = self._counter(
+            "dead_letter_failures_total",
+            "Failed attempts to write a dead letter (retried; the source stays unacknowledged).",
+        )
         unacked = self._gauge(
             "messages_unacked",
             "Messages processed but not yet acknowledged (their windows are still open).",
         )
         fams: list[Metric] = [received, accepted, rejected, duplicates, warnings, windows]
-        fams += [joins, pending, messages, dead, unacked]
+        fams += [joins, pending, messages, dead, dead_cut, dead_failed, unacked]
         if empty:
             return fams
         p = self._pipeline
@@ -629,6 +637,8 @@ class MonitorMetrics(Collector):
         if a is not None:
             messages.add_metric([], a.stats.messages)
             dead.add_metric([], a.stats.dead_letters)
+            dead_cut.add_metric([], a.stats.dead_letters_truncated)
+            dead_failed.add_metric([], a.stats.dead_letter_failures)
             unacked.add_metric([], a.unacked())
         return fams
 

@@ -185,9 +185,14 @@ class Pipeline:
     # -- input -------------------------------------------------------------------------------
 
     def process_lines(
-        self, lines: Sequence[bytes], first_offset: int = 0, source: str = ""
+        self,
+        lines: Sequence[bytes],
+        first_offset: int = 0,
+        source: str = "",
+        out: list[Transition] | None = None,
     ) -> list[Transition]:
-        """Process consecutive input lines; ``first_offset`` is the offset of ``lines[0]``.
+        """Process consecutive input lines; ``first_offset`` is the offset of ``lines[0]``
+        (``out``: see :meth:`process_events`).
 
         Lines are decoded by :mod:`monitor.fastdecode` first; the few it leaves to pydantic
         (anything but a plain prediction) are validated one by one with their reason.
@@ -196,12 +201,12 @@ class Pipeline:
         fast = self.decoder.lines(lines)
         positions = range(first_offset, first_offset + len(lines))
         if None not in fast:
-            return self.process_events(fast, positions, source, predictions=True)  # type: ignore[arg-type]
+            return self.process_events(fast, positions, source, True, out)  # type: ignore[arg-type]
         events = [
             ev if ev is not None else parse_event(raw, pos, max_bytes)
             for ev, raw, pos in zip(fast, lines, positions, strict=True)
         ]
-        return self.process_events(events, positions, source)
+        return self.process_events(events, positions, source, False, out)
 
     def process_events(
         self,
@@ -209,14 +214,18 @@ class Pipeline:
         positions: Sequence[int],
         source: str = "",
         predictions: bool = False,
+        out: list[Transition] | None = None,
     ) -> list[Transition]:
         """Process already-parsed events (or rejections) at their input positions.
 
         Positions increase within a source. Runs of consecutive predictions take the batch
         path (:meth:`_predictions`); ``predictions=True`` promises that every event is a
         prediction without unknown fields (what :mod:`monitor.fastdecode` returns).
+        The state changes decided are appended to ``out`` (a new list by default) and
+        returned: if processing raises, the caller still has those decided before.
         """
-        out: list[Transition] = []
+        if out is None:
+            out = []
         if predictions:
             if events:
                 self._predictions(events, positions, source, out, checked=True)  # type: ignore[arg-type]

@@ -2,10 +2,17 @@
 
 Event time drives every window and duration, so a replay of a recorded stream decides the same
 alerts at the same events as the live worker would.
+
+A line whose handling raises an unexpected exception (a bug, see :mod:`monitor.guard`) is
+counted as rejected ``internal_error`` and the replay goes on: a chunk of lines that raises is
+fed again line by line to find it. Replay skips no re-delivered input (it has no checkpoints),
+so events of that chunk that the failed call had already applied to a window before the
+exception are applied again; the counts stay exact.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -14,9 +21,13 @@ from pathlib import Path
 from typing import TextIO
 
 from alerting.sinks import AlertSink
+from alerting.types import Transition
 from monitor.gctune import fewer_collections
+from monitor.guard import ErrorLog, internal_rejection, restore, snapshot
 from monitor.pipeline import Pipeline, PipelineStats
 from monitor.references import iter_lines
+
+log = logging.getLogger("driftwatch.replay")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +68,21 @@ def replay(
         )
     start = time.perf_counter()
     offset = 0
+    errors = ErrorLog(log)
+    stats = pipeline.stats
     try:
         with fewer_collections():
             for lines in iter_lines(path):
-                out = pipeline.process_lines(lines, offset)
+                counts = snapshot(stats)
+                out: list[Transition] = []
+                try:
+                    pipeline.process_lines(lines, offset, "", out)
+                    failed = False
+                except Exception:
+                    restore(stats, counts)
+                    failed = True
+                if failed:  # outside the handler: a line's traceback is its own
+                    out += _line_by_line(pipeline, lines, offset, errors)
                 offset += len(lines)
                 if sink is not None and out:
                     sink.send(out)
@@ -70,6 +92,23 @@ def replay(
         if bar is not None:
             bar.close()
     return ReplayResult(pipeline.stats, time.perf_counter() - start)
+
+
+def _line_by_line(
+    pipeline: Pipeline, lines: list[bytes], offset: int, errors: ErrorLog
+) -> list[Transition]:
+    """Feed ``lines`` one by one; a line that raises is rejected as ``internal_error``."""
+    out: list[Transition] = []
+    stats = pipeline.stats
+    for k, raw in enumerate(lines):
+        counts = snapshot(stats)
+        try:
+            pipeline.process_lines([raw], offset + k, "", out)
+        except Exception as exc:
+            restore(stats, counts)
+            pipeline.reject(internal_rejection(exc, offset + k))
+            errors.report(exc, f"line {offset + k + 1}")
+    return out
 
 
 def _table(rows: list[tuple[str, str]]) -> str:

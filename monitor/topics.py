@@ -6,6 +6,11 @@ producer with broker-side auto-creation makes one partition) would otherwise bre
 its first checkpoint, so :func:`ensure_topics` runs at start-up: it creates missing topics with
 ``kafka.partitions`` partitions and adopts the partition count of existing ones, which must all
 agree.
+
+Topics it creates (the inputs and the dead-letter topic) get ``max.message.bytes`` =
+``kafka.max_message_bytes`` (16 MiB by default), so that a message the worker accepts fits and
+its dead letter can be written; the broker's default (1 MiB) would refuse them. An existing
+topic with a smaller limit is logged as a warning (it is not altered: its owner decides).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 import logging
 from typing import Any
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from monitor.config import ConfigError, Settings
@@ -22,6 +27,7 @@ from monitor.kafka_security import sasl_password, ssl_context
 from monitor.kafka_sockets import release_kafka_sockets
 
 log = logging.getLogger("driftwatch.topics")
+MAX_MESSAGE_BYTES = "max.message.bytes"
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:
@@ -71,8 +77,9 @@ def ensure_topics(settings: Settings) -> int:
                 partitions,
                 settings.kafka.partitions,
             )
+        limit = {MAX_MESSAGE_BYTES: str(settings.kafka.max_message_bytes)}
         missing = [
-            NewTopic(name, partitions if name in inputs else 1, 1)
+            NewTopic(name, partitions if name in inputs else 1, 1, topic_configs=limit)
             for name in [*inputs, t.dead_letter]
             if name not in existing
         ]
@@ -80,9 +87,42 @@ def ensure_topics(settings: Settings) -> int:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
                 admin.create_topics(missing)
             log.info("created topics %s", ", ".join(m.name for m in missing))
+        if existing:
+            _check_limits(admin, sorted(existing), settings.kafka.max_message_bytes)
         return partitions
     finally:
         admin.close()
+
+
+def message_limits(admin: Any, names: list[str]) -> dict[str, int]:
+    """``max.message.bytes`` of each topic in ``names`` that the broker describes."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n, [MAX_MESSAGE_BYTES]) for n in names]
+    found = admin.describe_configs(resources, config_filter="all")
+    out: dict[str, int] = {}
+    for name, configs in (found.get("topic") or {}).items():
+        entry = configs.get(MAX_MESSAGE_BYTES)
+        value = entry.get("value") if isinstance(entry, dict) else entry
+        if value is not None:
+            out[name] = int(value)
+    return out
+
+
+def _check_limits(admin: Any, names: list[str], limit: int) -> None:
+    """Warn about existing topics that refuse messages the worker accepts."""
+    try:
+        found = message_limits(admin, names)
+    except (KafkaError, ValueError, TypeError) as exc:  # only a warning is at stake
+        log.debug("cannot describe topic configs: %s", exc)
+        return
+    for name, value in found.items():
+        if value < limit:
+            log.warning(
+                "topic %s has max.message.bytes=%d, less than kafka.max_message_bytes=%d: "
+                "larger messages and dead letters are refused (dead letters are cut to fit)",
+                name,
+                value,
+                limit,
+            )
 
 
 def _partitions(admin: Any, names: list[str]) -> dict[str, int]:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from monitor.cli import main
 from monitor.events import Reason, Rejection, parse_event
+from monitor.fastdecode import FastDecoder
 from monitor.pipeline import Pipeline
 from monitor.replay import format_summary, replay
+from monitor.simulate import generate
 
 GOOD = {
     "event_id": "e-1",
@@ -133,3 +138,53 @@ def test_replay_cli_prints_summary(tmp_path: Path, capsys: object) -> None:
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "lines read" in out
     assert "rejected: malformed_json" in out
+
+
+def test_replay_rejects_a_line_that_raises_as_internal_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unexpected exception on one line (here the fast decoder's) rejects that line as
+    ``internal_error``: counted once, the other lines of its chunk accepted, exit status 0."""
+    lines = [raw.rstrip(b"\n") for raw in generate("steady", 3000, 1).lines()]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    decode = FastDecoder.lines
+
+    def exploding(self: FastDecoder, chunk: Any) -> Any:
+        chunk = list(chunk)
+        if any(b'"e-1234"' in raw for raw in chunk):
+            raise RecursionError("maximum recursion depth exceeded")
+        return decode(self, chunk)
+
+    monkeypatch.setattr(FastDecoder, "lines", exploding)
+    assert main(["replay", str(path), "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert re.search(r"rejected: internal_error\s+1\n", out.out)
+    assert re.search(r"accepted\s+2,999\n", out.out)
+    assert "accepted + rejected = lines read: yes" in out.out
+    (record,) = caplog.records  # logged once, with the traceback of that line alone
+    assert record.exc_info is not None and "line 1235" in record.getMessage()
+    assert record.exc_info[1] is not None and record.exc_info[1].__context__ is None
+
+
+@pytest.mark.parametrize("schema", [False, True])
+def test_replay_goes_on_after_the_reproducers_of_issue_14(tmp_path: Path, schema: bool) -> None:
+    """The poison lines of issue 14 (a timestamp after year 9999; features nested 1,000 deep
+    once a schema is compiled): each is rejected, whether by its decoder or by the guard."""
+    lines = [raw.rstrip(b"\n") for raw in generate("steady", 2100 if schema else 10, 1).lines()]
+    far = (
+        b'{"event_id":"e","model":"fraud","model_version":"v1","timestamp":253402300800000,'
+        b'"features":{},"prediction":1}'
+    )
+    deep = lines[0].replace(b'"amount":', b'"amount":' + b"[" * 1000 + b"]" * 1000 + b',"x":')
+    lines += [far, deep, lines[1]]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    s = replay(path, Pipeline(), progress=False).stats
+    assert s.lines == len(lines) and s.accepted == len(lines) - 2
+    assert sum(s.rejected.values()) == 2
+    reasons = {"internal_error", "invalid_timestamp", "wrong_type", "malformed_json"}
+    assert set(s.rejected) <= reasons

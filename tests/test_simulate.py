@@ -601,3 +601,61 @@ def test_value_errors_name_parameter(kwargs: dict[str, Any], param: str) -> None
     args: dict[str, Any] = {"scenario": "steady", "events": 100, "seed": 1, **kwargs}
     with pytest.raises(ValueError, match=rf"^{param}\b"):
         generate(**args)
+
+
+def test_simulate_to_sends_labels_to_the_configured_topic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``simulate --to`` takes the labels (and features) topic from ``--config``, not a
+    hard-coded ``labels``."""
+    import monitor.publish
+    from monitor.cli import main
+
+    calls: list[dict[str, Any]] = []
+
+    def publish(sim: Any, url: str, batch: int, **kwargs: Any) -> int:
+        calls.append({"url": url, "batch": batch, **kwargs})
+        return 0
+
+    monkeypatch.setattr(monitor.publish, "publish", publish)
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text("topics:\n  labels: truth-x\n  features: feats-x\n", encoding="utf-8")
+    args = ["simulate", "--scenario", "accuracy-drop", "--events", "200"]
+    url = "kafka://127.0.0.1:9/preds"
+    assert main([*args, "--to", url, "--config", str(cfg)]) == 0
+    assert main([*args, "--to", url]) == 0
+    assert [(c["labels_topic"], c["features_topic"]) for c in calls] == [
+        ("truth-x", "feats-x"),
+        ("labels", "features"),
+    ]
+
+
+@pytest.mark.kafka
+def test_simulate_to_writes_labels_to_topics_labels(kafka_broker: Any, tmp_path: Path) -> None:
+    from kafka import KafkaConsumer
+
+    from monitor.cli import main
+    from tests.kafka_broker import create_topic
+
+    tag = f"{time.time_ns() % 10**9}"
+    preds, labels = f"simcfg-pred-{tag}", f"simcfg-truth-{tag}"
+    for topic in (preds, labels):
+        create_topic(kafka_broker.bootstrap, topic, 1)
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(f"topics:\n  labels: {labels}\n", encoding="utf-8")
+    url = f"kafka://{kafka_broker.bootstrap}/{preds}"
+    argv = ["simulate", "--scenario", "accuracy-drop", "--events", "3000", "--seed", "5"]
+    assert main([*argv, "--to", url, "--config", str(cfg)]) == 0
+    consumer = KafkaConsumer(
+        labels,
+        bootstrap_servers=kafka_broker.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+        group_id=None,
+    )
+    try:
+        got = [r.value for r in consumer]
+    finally:
+        consumer.close()
+    events = [e for raw in got for e in orjson.loads(raw)["events"]]
+    assert events and all("label" in e and "prediction" not in e for e in events)

@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from kafka import KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
@@ -314,3 +316,132 @@ def test_partitions_given_back_resume_from_the_newest_checkpoint(
     st = a.status()
     assert st["events_by_stream"] == {f"{m}/v1": 3 * per for m in models}
     assert st["streams_stale"] == len(moved)  # rebuilt from b's checkpoints
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    """The group's committed offset of partition 0 of ``topic`` (-1 when none)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="driftwatch-tests")
+    try:
+        offsets = admin.list_group_offsets({group: [TopicPartition(topic, 0)]})
+    finally:
+        admin.close()
+    found = offsets.get(group, {}).get(TopicPartition(topic, 0))
+    return found.offset if found is not None else -1
+
+
+def test_an_exception_on_one_message_dead_letters_it_and_the_worker_goes_on(
+    kafka_broker: KafkaBroker, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """A bug planted in the pipeline raises for one message: it is dead-lettered once as
+    ``internal_error`` with the exception's class, the worker stays up, takes the rest, and
+    commits past it. The far-future timestamp of issue 14 is rejected too, by its decoder or
+    by the guard."""
+    good = [raw.rstrip(b"\n") for raw in generate("steady", 700, 1).lines()]
+    poison = good[0].replace(b'"event_id":"e-0"', b'"event_id":"poison-1"')
+    far = (
+        b'{"event_id":"far","model":"fraud","model_version":"v1",'
+        b'"timestamp":253402300800000,"features":{},"prediction":1}'
+    )
+    values = [*good[1:300], poison, *good[300:500], far, *good[500:]]
+    topics = Topics.fresh("guard")
+    topics.create(kafka_broker.bootstrap, 1)
+    produce(kafka_broker.bootstrap, topics.predictions, [(b"fraud", v) for v in values])
+    cfg = topics.config(
+        tmp_path / "monitor.yaml",
+        kafka_broker.bootstrap,
+        1,
+        extra="window:\n  size: 100\nreference:\n  warmup_events: 200\n",
+    )
+    w = Worker(cfg, tmp_path, "w", module="tests.poisoned_worker").start()
+    workers.append(w)
+    st = w.wait_for(lambda s: s.get("messages", 0) >= len(values) and s.get("dead_letters") == 2)
+    assert w.proc is not None and w.proc.poll() is None
+    assert st["accepted"] == len(good) - 1
+    assert st["rejected"].get("internal_error", 0) >= 1 and sum(st["rejected"].values()) == 2
+    letters = consume_all(kafka_broker.bootstrap, topics.dead_letter, 3, timeout=10)
+    assert len(letters) == 2  # each once
+    by_offset = {int(dict(r.headers)["driftwatch-source-offset"]): r for r in letters}
+    bug = dict(by_offset[299].headers)
+    assert by_offset[299].value == poison
+    assert bug["driftwatch-reason"] == b"internal_error"
+    assert bug["driftwatch-exception"] == b"RuntimeError"
+    assert b"planted bug" in bug["driftwatch-error"]
+    far_reason = dict(by_offset[500].headers)["driftwatch-reason"]
+    assert far_reason in (b"internal_error", b"invalid_timestamp")
+    # Acknowledged and committed past both (the windows after them closed).
+    deadline = time.monotonic() + 30
+    while committed(kafka_broker.bootstrap, topics.group, topics.predictions) <= 500:
+        assert time.monotonic() < deadline, "offsets not committed past the poison"
+        time.sleep(0.5)
+    log = w.log.read_text()
+    assert log.count("Traceback") <= 2 and log.count("RuntimeError: planted bug") >= 1
+    # The test made the topics with the broker's 1 MiB limit: the worker says so.
+    assert f"topic {topics.dead_letter} has max.message.bytes=" in log
+
+
+def topic_limits(bootstrap: str, names: list[str]) -> dict[str, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="driftwatch-tests")
+    try:
+        found = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n, ["max.message.bytes"]) for n in names],
+            config_filter="all",
+        )
+    finally:
+        admin.close()
+    return {name: int(cfg["max.message.bytes"]["value"]) for name, cfg in found["topic"].items()}
+
+
+def test_large_dead_letters_are_written_whole_or_cut_with_headers(
+    kafka_broker: KafkaBroker, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """Topics the worker creates take ``kafka.max_message_bytes`` (16 MiB): an 11 MB message
+    is dead-lettered whole; one over the limit (on a topic someone made larger) is cut to fit,
+    with headers saying so and its size. A single event over ``events.max_bytes`` is
+    ``too_large`` however large the message limit."""
+    topics = Topics.fresh("big")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap, client_id="dw-tests")
+    try:  # only the labels topic exists, larger than the worker's limit
+        big = {"max.message.bytes": str(24 << 20), "segment.bytes": str(64 << 20)}
+        admin.create_topics([NewTopic(topics.labels, 1, 1, topic_configs=big)])
+    finally:
+        admin.close()
+    cfg = topics.config(tmp_path / "monitor.yaml", kafka_broker.bootstrap, 1)
+    w = Worker(cfg, tmp_path, "w").start()
+    workers.append(w)
+    w.wait_for(lambda s: "messages" in s)  # started: ensure_topics made the others
+    limits = topic_limits(
+        kafka_broker.bootstrap, [topics.predictions, topics.features, topics.dead_letter]
+    )
+    assert limits == dict.fromkeys(
+        [topics.predictions, topics.features, topics.dead_letter], 16 << 20
+    )
+    good = generate("steady", 3, 1).lines()
+    event = orjson.loads(next(iter(good)))
+    event["event_id"] = "x" * (11 << 20)
+    single = orjson.dumps(event)  # an 11 MB event: too_large (events.max_bytes is 1 MiB)
+    envelope = b'{"events":[' + b"7" * (11 << 20)  # an 11 MB envelope: malformed_json
+    huge = b"h" * (20 << 20)  # over kafka.max_message_bytes: too_large, cut to fit
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, max_request_size=32 << 20)
+    try:
+        producer.send(topics.predictions, key=b"k", value=single)
+        producer.send(topics.predictions, key=b"k", value=envelope)
+        producer.send(topics.labels, key=b"k", value=huge)
+        producer.flush(60)
+    finally:
+        producer.close(10)
+    st = w.wait_for(lambda s: s.get("dead_letters", 0) >= 3)
+    assert st["dead_letters"] == 3 and st["dead_letters_truncated"] == 1
+    assert st["dead_letter_failures"] == 0
+    letters = consume_all(kafka_broker.bootstrap, topics.dead_letter, 3)
+    assert len(letters) == 3
+    whole = {r.value: dict(r.headers) for r in letters if r.value in (single, envelope)}
+    assert whole[single]["driftwatch-reason"] == b"too_large"
+    assert whole[envelope]["driftwatch-reason"] == b"malformed_json"
+    assert all("driftwatch-truncated" not in h for h in whole.values())
+    cut = next(r for r in letters if r.value not in (single, envelope))
+    h = dict(cut.headers)
+    assert cut.value == huge[: len(cut.value)] and len(cut.value) < 16 << 20
+    assert len(cut.value) >= (16 << 20) - (64 << 10)
+    assert h["driftwatch-reason"] == b"too_large"
+    assert h["driftwatch-truncated"] == b"true"
+    assert h["driftwatch-original-size"] == str(len(huge)).encode()
