@@ -64,6 +64,12 @@ class Reason(StrEnum):
     NON_FINITE = "non_finite"
     INVALID_TIMESTAMP = "invalid_timestamp"
     INVALID_VALUE = "invalid_value"
+    #: Event time outside ``events.max_future_skew`` / ``events.max_age`` of the reference clock.
+    CLOCK_SKEW = "clock_skew"
+    #: A new model version beyond ``limits.max_streams`` (no idle stream to evict).
+    TOO_MANY_STREAMS = "too_many_streams"
+    #: A new model version that needs a warm-up while ``limits.max_warmup_events`` are taken.
+    WARMUP_FULL = "warmup_full"
 
 
 @dataclass(frozen=True, slots=True)
