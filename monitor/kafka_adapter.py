@@ -16,10 +16,12 @@ so the re-delivery rebuilds exactly the windows that were open. Positions are
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 from typing import Any, Protocol
 
 import orjson
@@ -166,11 +168,18 @@ class KafkaAdapter:
         fast = self.pipeline.decoder.message(raw) if len(raw) <= self.max_bytes else None
         base = msg.offset << INDEX_BITS
         if fast is not None and len(fast) <= MAX_ENVELOPE:
-            self._observed(
-                lambda o: o.begin(msg, fast, len(raw)),
+            events, positions = await self._admit(
                 source,
                 fast,
                 range(base, base + len(fast)),
+                kafka_time(msg),
+                {msg.offset: (msg, raw, len(fast))},
+            )
+            self._observed(
+                lambda o: o.begin(msg, events, len(raw)),
+                source,
+                events,
+                positions,
                 ((msg.offset, ack),),
                 lines,
                 True,
@@ -205,11 +214,14 @@ class KafkaAdapter:
                 continue
             events.append(item)
             positions.append(base | i)
+        admitted, kept = await self._admit(
+            source, events, positions, kafka_time(msg), {msg.offset: (msg, raw, len(parsed))}
+        )
         self._observed(
-            lambda o: o.begin(msg, events, len(raw)),
+            lambda o: o.begin(msg, admitted, len(raw)),
             source,
-            events,
-            positions,
+            admitted,
+            kept,
             ((msg.offset, ack),),
             lines,
             False,
@@ -228,14 +240,14 @@ class KafkaAdapter:
         """Process parsed events, store the checkpoints, deliver the alerts and acknowledge
         what is safe among ``acks``; the observer hears ``begin`` and the end (``lines``: the
         pipeline's line count before these messages, so rejections counted for them are
-        reported too)."""
+        reported too). The events passed :meth:`_admit`."""
         observer = self.observer
         if observer is not None:
             begin(observer)
         error: BaseException | None = None
         try:
             self._deliver(
-                self.pipeline.process_events(events, positions, source, predictions)
+                self.pipeline.process_events(events, positions, source, predictions, admitted=True)
                 if events
                 else []
             )
@@ -246,6 +258,25 @@ class KafkaAdapter:
             if observer is not None:
                 observer.end(len(events), self.pipeline.stats.lines - lines - len(events), error)
         self._ack_safe(source, acks)
+
+    async def _admit(
+        self,
+        source: str,
+        events: Sequence[AnyEvent | Rejection],
+        positions: Sequence[int],
+        times: Sequence[float] | float,
+        messages: Mapping[int, tuple[Message, bytes, int]],
+    ) -> tuple[Sequence[AnyEvent | Rejection], Sequence[int]]:
+        """What :meth:`Pipeline.admit` takes of ``events``; what it refuses (clock skew,
+        stream limits) is dead-lettered first. ``messages``: by offset, the message, its value
+        and its number of events."""
+        kept, kept_positions, refused = self.pipeline.admit(events, positions, source, times)
+        for rejection in refused:
+            msg, raw, count = messages[rejection.offset >> INDEX_BITS]
+            index = rejection.offset & MAX_ENVELOPE
+            body = raw if count == 1 else _element(raw, index)
+            await self._dead_letter(msg, body, rejection, index if count > 1 else None)
+        return kept, kept_positions
 
     def _deliver(self, transitions: list[Transition]) -> None:
         """Store the checkpoints the pipeline took; send the state changes to the sinks."""
@@ -325,6 +356,8 @@ class KafkaAdapter:
             run: list[tuple[Message, Callable[[], Any]]] = []
             events: list[AnyEvent] = []
             positions: list[int] = []
+            times: list[float] = []
+            values: dict[int, tuple[Message, bytes, int]] = {}
             size = 0
             context = None
             raws = [value or b"" for _, value, _, _ in group]
@@ -334,8 +367,8 @@ class KafkaAdapter:
                     if run:
                         if enter is not None and context is not None:
                             enter(context)
-                        self._run(source, run, events, positions, size)
-                        run, events, positions, size = [], [], [], 0
+                        await self._run(source, run, events, positions, times, values, size)
+                        run, events, positions, times, values, size = [], [], [], [], {}, 0
                     if enter is not None and ctx is not None:
                         enter(ctx)
                     self.stats.messages += 1
@@ -346,35 +379,42 @@ class KafkaAdapter:
                 run.append((msg, ack))
                 size += len(raw)
                 base = msg.offset << INDEX_BITS
+                values[msg.offset] = (msg, raw, len(fast))
                 if len(fast) == 1:
                     events.append(fast[0])
                     positions.append(base)
+                    times.append(kafka_time(msg))
                 else:
                     events.extend(fast)
                     positions.extend(range(base, base + len(fast)))
+                    times.extend(repeat(kafka_time(msg), len(fast)))
             if run:
                 if enter is not None and context is not None:
                     enter(context)
-                self._run(source, run, events, positions, size)
+                await self._run(source, run, events, positions, times, values, size)
 
-    def _run(
+    async def _run(
         self,
         source: str,
         run: list[tuple[Message, Callable[[], Any]]],
         events: list[AnyEvent],
         positions: list[int],
+        times: list[float],
+        values: Mapping[int, tuple[Message, bytes, int]],
         size: int,
     ) -> None:
         """Valid predictions of consecutive messages of one partition, in one pipeline call."""
         self.stats.messages += len(run)
         msgs = [m for m, _ in run]
+        lines = self.pipeline.stats.lines
+        admitted, kept = await self._admit(source, events, positions, times, values)
         self._observed(
-            lambda o: o.begin_batch(msgs, events, positions, size),
+            lambda o: o.begin_batch(msgs, admitted, kept, size),  # type: ignore[arg-type]
             source,
-            events,
-            positions,
+            admitted,
+            kept,
             [(m.offset, ack) for m, ack in run],
-            self.pipeline.stats.lines,
+            lines,
             True,
         )
 
@@ -416,6 +456,15 @@ class KafkaAdapter:
             "labels_by_stream": {st.group: st.labels for st in self.pipeline.streams.values()},
             "alerts": {f"{n}/{st}": c for (n, st), c in s.alerts.items()},
         }
+
+
+def kafka_time(msg: Message) -> float:
+    """The message's Kafka timestamp in epoch seconds (Faust gives seconds), NaN without one
+    (a message of the old format has -1; test doubles have none)."""
+    ts = getattr(msg, "timestamp", None)
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and ts > 0:
+        return float(ts)
+    return math.nan
 
 
 def _element(raw: bytes, index: int) -> bytes:

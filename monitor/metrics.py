@@ -77,6 +77,8 @@ BATCH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 #: Events probed per window for an exemplar trace id (evenly spaced).
 EXEMPLAR_PROBES = 32
 OTHER_LABEL = "__other__"
+#: Warnings of accepted events (``driftwatch_event_warnings_total``).
+WARNINGS = ("unknown_field", "label_type_mismatch", "evicted_events", "label_stream_evicted")
 ALERT_NAMES = (
     "FeatureDrift",
     "PredictionDrift",
@@ -326,6 +328,11 @@ class LatencyHistogram(Collector):
                 b = int(np.searchsorted(self.bounds, value, side="left"))
                 series.exemplars[b] = Exemplar(ref.exemplar_labels(), value, now)
 
+    def forget(self, key: tuple[str, str]) -> None:
+        """Drop the series of a model version no longer monitored."""
+        with self._lock:
+            self._series.pop(key, None)
+
     def describe(self) -> Iterable[Metric]:
         """The family without samples (registration checks names)."""
         yield self._family()
@@ -379,6 +386,11 @@ class MonitorMetrics(Collector):
         The alert state machine, read for the ``driftwatch_alerts`` gauge.
     on_window
         Also told every :class:`WindowSnapshot` (the status page history).
+    on_evict
+        Also told the group (``model/version``) of every stream the pipeline evicted.
+    max_feature_series
+        At most this many per-feature series are rendered (``metrics.max_feature_series``;
+        see :func:`feature_series_budget`).
 
     Sources of counters are attached with :meth:`watch_pipeline`, :meth:`watch_adapter` and
     :meth:`watch_spans`; they are read at scrape time. Notification delivery counters come from
@@ -393,10 +405,14 @@ class MonitorMetrics(Collector):
         revision: str,
         tracker: AlertTracker | None = None,
         on_window: Sequence[Callable[[WindowSnapshot], None]] = (),
+        on_evict: Sequence[Callable[[str], None]] = (),
+        max_feature_series: int = 20_000,
     ) -> None:
         self.registry = registry
         self.tracker = tracker
         self.on_window = list(on_window)
+        self.on_evict = list(on_evict)
+        self.max_feature_series = max_feature_series
         #: The trace of the Kafka message being processed (set per message by the adapter's
         #: observer), used for exemplars when the window's events carry none.
         self.batch_trace: TraceRef | None = None
@@ -481,6 +497,15 @@ class MonitorMetrics(Collector):
         metric = "error_rate" if kind == "classification" else "mae"
         with self._lock:
             self._errors[stream.key] = (metric, window.value, window.n)
+
+    def stream_evicted(self, stream: ModelStream) -> None:
+        """Forget an evicted stream's series (its version may never come back)."""
+        with self._lock:
+            self._latest.pop(stream.key, None)
+            self._errors.pop(stream.key, None)
+        self.latency.forget(stream.key)
+        for callback in self.on_evict:
+            callback(stream.group)
 
     # -- per message -----------------------------------------------------------------------------
 
@@ -577,7 +602,9 @@ class MonitorMetrics(Collector):
         )
         warnings = self._counter(
             "event_warnings_total",
-            "Accepted events with a problem (unknown_field, label_type_mismatch).",
+            "Accepted events with a problem (unknown_field, label_type_mismatch), events of an "
+            "open window dropped with their evicted stream (evicted_events), labels whose "
+            "prediction's stream was evicted (label_stream_evicted).",
             ["warning"],
         )
         windows = self._counter(
@@ -596,8 +623,18 @@ class MonitorMetrics(Collector):
             "messages_unacked",
             "Messages processed but not yet acknowledged (their windows are still open).",
         )
+        streams = self._gauge(
+            "streams",
+            "Model versions kept, by phase: warmup (learning the reference) or monitoring "
+            "(limits.max_streams bounds both).",
+            ["phase"],
+        )
+        evicted = self._counter(
+            "streams_evicted_total",
+            "Streams dropped after limits.stream_idle_ttl of idleness to make room for new ones.",
+        )
         fams: list[Metric] = [received, accepted, rejected, duplicates, warnings, windows]
-        fams += [joins, pending, messages, dead, unacked]
+        fams += [joins, pending, messages, dead, unacked, streams, evicted]
         if empty:
             return fams
         p = self._pipeline
@@ -612,10 +649,16 @@ class MonitorMetrics(Collector):
                 rejected.add_metric([reason.value], rej.get(reason.value, 0))
             duplicates.add_metric([], s.duplicates)
             warn = dict(s.warnings)
-            for w in ("unknown_field", "label_type_mismatch"):
+            for w in WARNINGS:
                 warnings.add_metric([w], warn.get(w, 0))
-            for stream in list(p.streams.values()):
+            kept = list(p.streams.values())
+            warming = 0
+            for stream in kept:
                 windows.add_metric(list(stream.key), stream.windows)
+                warming += stream.detector is None
+            streams.add_metric(["warmup"], warming)
+            streams.add_metric(["monitoring"], len(kept) - warming)
+            evicted.add_metric([], s.evicted)
             j = p.joiner
             for outcome, value in (
                 ("joined", j.joined),
@@ -695,15 +738,25 @@ class MonitorMetrics(Collector):
             "Accuracy (1 - error_rate) of the last window of labelled events (classification).",
             mv,
         )
+        omitted = self._gauge(
+            "feature_series_omitted",
+            "Model versions whose per-feature series (drift, data quality) are not exported "
+            "because metrics.max_feature_series is reached.",
+        )
         fams: list[Metric] = [score, threshold, ratio, quality, quality_thr, lat, pred, labels]
-        fams += [size, last, error, accuracy]
+        fams += [size, last, error, accuracy, omitted]
         if empty:
             return fams
         with self._lock:
             snaps = list(self._latest.values())
             errors = dict(self._errors)
+        featured = feature_series_budget(snaps, self.max_feature_series)
+        omitted.add_metric([], len(snaps) - len(featured))
         for snap in snaps:
             key = [snap.model, snap.model_version]
+            self._common_series(snap, key, lat, pred, labels, size, last)
+            if id(snap) not in featured:
+                continue
             for stat, values in snap.drift.items():
                 thr = snap.threshold[stat]
                 for r, row in enumerate(snap.rows):
@@ -720,21 +773,33 @@ class MonitorMetrics(Collector):
                     if not math.isnan(shares[r]):
                         quality.add_metric([*key, row, check], float(shares[r]))
                         quality_thr.add_metric([*key, row, check], float(thr[r]))
-            if snap.latency is not None:
-                for name, v in zip(("p50", "p95", "p99"), snap.latency, strict=True):
-                    lat.add_metric([*key, name], v)
-            if snap.score is not None:
-                for name, v in zip(("mean", "p5", "p50", "p95"), snap.score, strict=True):
-                    pred.add_metric([*key, name], v)
-            for label, share in snap.labels.items():
-                labels.add_metric([*key, label], share)
-            size.add_metric(key, snap.n)
-            last.add_metric(key, snap.event_time)
         for (model, version), (metric, value, _n) in errors.items():
             error.add_metric([model, version, metric], value)
             if metric == "error_rate":
                 accuracy.add_metric([model, version], 1.0 - value)
         return fams
+
+    @staticmethod
+    def _common_series(
+        snap: WindowSnapshot,
+        key: list[str],
+        lat: GaugeMetricFamily,
+        pred: GaugeMetricFamily,
+        labels: GaugeMetricFamily,
+        size: GaugeMetricFamily,
+        last: GaugeMetricFamily,
+    ) -> None:
+        """The series of a model version that are not per feature (a few each)."""
+        if snap.latency is not None:
+            for name, v in zip(("p50", "p95", "p99"), snap.latency, strict=True):
+                lat.add_metric([*key, name], v)
+        if snap.score is not None:
+            for name, v in zip(("mean", "p5", "p50", "p95"), snap.score, strict=True):
+                pred.add_metric([*key, name], v)
+        for label, share in snap.labels.items():
+            labels.add_metric([*key, label], share)
+        size.add_metric(key, snap.n)
+        last.add_metric(key, snap.event_time)
 
     def _alert_families(self, empty: bool) -> list[Metric]:
         active = self._gauge(
@@ -796,6 +861,29 @@ class MonitorMetrics(Collector):
             for reason in ("queue_full", "export_failed"):
                 dropped.add_metric([reason], st.get(f"dropped_{reason}", 0))
         return [lag, assigned, spans, dropped]
+
+
+def feature_series(snap: WindowSnapshot) -> int:
+    """Per-feature series of one model version: drift score and threshold per statistic and
+    row, the threshold ratio per row, data-quality ratio and threshold per applicable check."""
+    rows = len(snap.rows)
+    quality = sum(int(np.count_nonzero(~np.isnan(v))) for v in snap.quality.values())
+    return 2 * len(snap.drift) * rows + rows + 2 * quality
+
+
+def feature_series_budget(snaps: Sequence[WindowSnapshot], limit: int) -> set[int]:
+    """``id``s of the snapshots whose per-feature series fit in ``limit``: versions with a
+    finding first, then the most recently evaluated; each whole or not at all, so a dashboard
+    never shows half a model version."""
+    order = sorted(snaps, key=lambda s: (not s.findings, -s.wall_time, s.group))
+    out: set[int] = set()
+    left = limit
+    for snap in order:
+        n = feature_series(snap)
+        if n <= left:
+            out.add(id(snap))
+            left -= n
+    return out
 
 
 def _annotation_trace(t: Transition) -> TraceRef | None:
