@@ -53,8 +53,9 @@ class EventClock:
 
     The reference of an event is the time given with it (the Kafka message timestamp), else
     its source's watermark: the latest event time accepted from that source. An event at
-    ``t`` passes when ``reference - max_age <= t <= reference + max_future_skew``. Against a
-    watermark the first event of a source passes and sets it; two consecutive events outside
+    ``t`` passes when ``reference - max_age <= t <= reference + max_future_skew``. A source's
+    watermark starts at the median time of the first events it is given (one call); two
+    consecutive events outside
     the bounds that agree with each other (within ``max_future_skew``) move the watermark to
     the second, which passes (a gap in a recording, not one wrong clock).
 
@@ -88,7 +89,9 @@ class EventClock:
             return []
         mark = self._marks.get(source)
         if mark is None:
-            mark = self._marks[source] = _Watermark()
+            # The first events of an input set its watermark: their median, so that one wrong
+            # clock among them cannot (a single first event sets it alone).
+            mark = self._marks[source] = _Watermark(float(np.median(np.asarray(seconds))))
         if reference is not None:
             refs = np.broadcast_to(np.asarray(reference, dtype=np.float64), (n,))
             if not np.isnan(refs).any():

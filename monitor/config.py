@@ -113,8 +113,9 @@ class EventsConfig(_Section):
     timestamp in ``driftwatch run``. In ``driftwatch replay`` (and for messages without a
     timestamp) it is the input's *watermark*: the latest event time accepted so far from that
     input (the file; one watermark for all model versions in it, so a quiet version is judged by
-    the time of the whole stream, not by its own last event). The first event of an input sets
-    the watermark; time may go backwards by up to ``max_age`` (out-of-order producers). Since a
+    the time of the whole stream, not by its own last event). The first events of an input (its
+    first batch: a block of lines of a file) set the watermark to their median time, so one
+    wrong clock among them cannot; time may go backwards by up to ``max_age``. Since a
     recording can also jump (a gap in traffic, two recordings one after the other), two
     consecutive events outside the bounds that agree with each other (within
     ``max_future_skew``) move the watermark to them: the first is rejected, the second accepted.

@@ -46,6 +46,7 @@ class Admission:
     tracker: AlertTracker
     checkpoints: Callable[[str], Mapping[str, Any] | None] | None
     observers: list[Any]
+    on_evict: list[Callable[[ModelStream], None]]
     streams: OrderedDict[StreamKey, ModelStream]
     _by_index: dict[int, ModelStream]
     _warming: int
@@ -172,6 +173,8 @@ class Admission:
                 hook = getattr(observer, "stream_evicted", None)
                 if hook is not None:
                     hook(stream)
+            for callback in self.on_evict:
+                callback(stream)
             self._evicted(stream)
             return True
         return False

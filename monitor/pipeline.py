@@ -138,6 +138,8 @@ class Pipeline(Admission):
         Like ``checkpoints``, but ``None`` for a checkpoint this process stored itself (the
         worker's table can tell without decoding it); checked for every batch (see
         :meth:`_current`). Default: ``checkpoints``.
+    on_evict
+        Also told every stream evicted to make room (``limits``), after the observers.
 
     Input positions are per *source* (a file, or one Kafka topic partition) and only grow; input
     at or before a position a stream has already applied (checkpointed, or collected since) is a
@@ -155,9 +157,11 @@ class Pipeline(Admission):
         checkpointing: bool = False,
         observers: Sequence[WindowObserver] = (),
         foreign_checkpoints: Callable[[str], Mapping[str, Any] | None] | None = None,
+        on_evict: Sequence[Callable[[ModelStream], None]] = (),
     ) -> None:
         self.settings = settings or Settings()
         self.observers = list(observers)
+        self.on_evict = list(on_evict)
         self.references = dict(references or {})
         self.tracker = tracker or build_tracker(
             self.settings.rule_set(), self.settings.notifications
@@ -189,7 +193,11 @@ class Pipeline(Admission):
     # -- input -------------------------------------------------------------------------------
 
     def process_lines(
-        self, lines: Sequence[bytes], first_offset: int = 0, source: str = ""
+        self,
+        lines: Sequence[bytes],
+        first_offset: int = 0,
+        source: str = "",
+        times: Sequence[float] | float | None = None,
     ) -> list[Transition]:
         """Process consecutive input lines; ``first_offset`` is the offset of ``lines[0]``.
 
@@ -200,12 +208,12 @@ class Pipeline(Admission):
         fast = self.decoder.lines(lines)
         positions = range(first_offset, first_offset + len(lines))
         if None not in fast:
-            return self.process_events(fast, positions, source, predictions=True)  # type: ignore[arg-type]
+            return self.process_events(fast, positions, source, True, times)  # type: ignore[arg-type]
         events = [
             ev if ev is not None else parse_event(raw, pos, max_bytes)
             for ev, raw, pos in zip(fast, lines, positions, strict=True)
         ]
-        return self.process_events(events, positions, source)
+        return self.process_events(events, positions, source, times=times)
 
     def process_events(
         self,
