@@ -99,7 +99,9 @@ class WindowObserver(Protocol):
     """Told about every closed window (metrics, traces, the status page).
 
     Called synchronously inside ``process_*`` once per window, never per event: it must be
-    cheap and do no I/O. ``events`` are the window's events, in order.
+    cheap and do no I/O. ``events`` are the window's events, in order. An observer may also
+    have ``stream_evicted(stream)``, called when a stream is dropped (``limits``) so that it
+    forgets what it keeps for it.
     """
 
     def window_closed(
@@ -109,10 +111,6 @@ class WindowObserver(Protocol):
 
     def error_window(self, stream: ModelStream, window: ErrorWindow) -> None:
         """A window of labelled events of ``stream`` was evaluated."""
-
-    def stream_evicted(self, stream: ModelStream) -> None:
-        """``stream`` was dropped (``limits``): forget what is kept for it. Optional: an
-        observer without this method is not told."""
 
 
 class Pipeline(Admission):
