@@ -41,8 +41,10 @@ def seconds_of(line: bytes) -> float:
 def run(p: Pipeline, lines: list[bytes], times: list[float] | None = None) -> list[Transition]:
     out: list[Transition] = []
     for k in range(0, len(lines), 1000):
-        chunk_times = times[k : k + 1000] if times is not None else None
-        out += p.process_lines(lines[k : k + 1000], k, "input", chunk_times)
+        if times is None:  # replay: the watermark is the reference
+            out += p.process_lines(lines[k : k + 1000], k, "input")
+        else:
+            out += p.process_lines(lines[k : k + 1000], k, "input", times=times[k : k + 1000])
     return out
 
 
