@@ -10,17 +10,16 @@ the caller (``replay``, the Faust agent) delivers them. Every input line is acco
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from itertools import islice
 from operator import attrgetter, itemgetter, lt
-from typing import Any, Protocol
+from typing import Any
 
 from alerting.notify import build_tracker
 from alerting.state import AlertTracker
 from alerting.types import Signal, Transition
-from detectors.performance import ErrorMonitor, ErrorWindow, LabelJoiner, Pending, error_of
+from detectors.performance import ErrorMonitor, LabelJoiner, Pending, error_of
 from detectors.profile import ReferenceProfile
 from detectors.window import Finding, WindowReport
 from monitor.admission import EventClock
@@ -39,6 +38,7 @@ from monitor.events import (
 )
 from monitor.fastdecode import AnyEvent, FastDecoder, FastPrediction
 from monitor.limits import MISSING, Admission, stream_key
+from monitor.pipeline_types import PipelineStats, WindowObserver
 from monitor.signals import signal_of
 from monitor.streams import (
     ModelStream,
@@ -46,6 +46,8 @@ from monitor.streams import (
     predicted_many,
     predicted_of,
 )
+
+__all__ = ["Pipeline", "PipelineStats", "WindowObserver"]
 
 _STREAM_KEY = itemgetter("model", "model_version")
 _EVENT_ID = itemgetter("event_id")
@@ -74,43 +76,6 @@ def _is_prediction(ev: object) -> bool:
     if isinstance(ev, FastPrediction):
         return True
     return type(ev) is dict and "prediction" in ev and ev.get("type", "prediction") == "prediction"
-
-
-@dataclass(slots=True)
-class PipelineStats:
-    """Counts since start: ``lines`` = ``accepted`` + sum of ``rejected``."""
-
-    lines: int = 0
-    accepted: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    warnings: Counter[str] = field(default_factory=Counter)
-    events: Counter[str] = field(default_factory=Counter)
-    windows: int = 0
-    duplicates: int = 0
-    restored: int = 0
-    #: Streams rebuilt because another worker advanced their checkpoints (a rebalance).
-    stale: int = 0
-    #: Idle streams dropped to make room (``limits``).
-    evicted: int = 0
-    alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-
-class WindowObserver(Protocol):
-    """Told about every closed window (metrics, traces, the status page).
-
-    Called synchronously inside ``process_*`` once per window, never per event: it must be
-    cheap and do no I/O. ``events`` are the window's events, in order. An observer may also
-    have ``stream_evicted(stream)``, called when a stream is dropped (``limits``) so that it
-    forgets what it keeps for it.
-    """
-
-    def window_closed(
-        self, stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
-    ) -> None:
-        """A window of ``stream`` was evaluated (before its alerts are decided)."""
-
-    def error_window(self, stream: ModelStream, window: ErrorWindow) -> None:
-        """A window of labelled events of ``stream`` was evaluated."""
 
 
 class Pipeline(Admission):
@@ -197,7 +162,8 @@ class Pipeline(Admission):
         source: str = "",
         times: Sequence[float] | float | None = None,
     ) -> list[Transition]:
-        """Process consecutive input lines; ``first_offset`` is the offset of ``lines[0]``.
+        """Process consecutive input lines; ``first_offset`` is the offset of ``lines[0]``;
+        ``times``: the Kafka timestamp of each line (or all), see :meth:`admit`.
 
         Lines are decoded by :mod:`monitor.fastdecode` first; the few it leaves to pydantic
         (anything but a plain prediction) are validated one by one with their reason.
