@@ -100,7 +100,13 @@ class Admission:
             bad[k] = Rejection(Reason.CLOCK_SKEW, skew, positions[k])
         streams = self.streams
         first = keys[0]
-        if not (first in streams and keys.count(first) == len(keys)):
+        if first is not None and first in streams and keys.count(first) == len(keys):
+            self._touch(streams[first])
+        else:
+            # Streams with events here are active: none of them may make room for another.
+            for key in dict.fromkeys(keys):
+                if key is not None and key in streams:
+                    self._touch(streams[key])
             refused: dict[StreamKey, tuple[Reason, str]] = {}
             for j, key in enumerate(keys):
                 if key is None or key in streams:

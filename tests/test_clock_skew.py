@@ -4,6 +4,8 @@ worker (against the Kafka message timestamp). The pipeline is called directly, n
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
@@ -12,6 +14,7 @@ import pytest
 from alerting.types import Transition
 from monitor.admission import EventClock
 from monitor.config import settings_from_mapping
+from monitor.kafka_adapter import KafkaAdapter
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
 
@@ -165,3 +168,53 @@ class TestEventClock:
         assert c.watermark("s") == 1099.0
         bad = [*run[:50], 1e12, *run[50:]]
         assert [k for k, _ in c.judge(bad, "s")] == [50]
+
+
+@dataclass
+class Msg:
+    """A Kafka message as the adapter reads it; Faust gives ``timestamp`` in seconds."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp: float
+
+
+def test_worker_dead_letters_skewed_events(drift_lines: list[bytes]) -> None:
+    """In the worker each message's Kafka timestamp is the reference: a skewed event of an
+    envelope is dead-lettered (reason, envelope index), its neighbours are processed; the
+    dead letters are written before the pipeline processes the batch (and so before any ack)."""
+    dead: list[tuple[bytes, dict[str, bytes]]] = []
+
+    async def dead_letter(
+        key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        dead.append((value, dict(headers)))
+
+    pipeline = Pipeline(checkpointing=True)
+    adapter = KafkaAdapter(pipeline, {}, dead_letter)
+    events = [orjson.loads(line) for line in drift_lines[:10]]
+    events[3]["timestamp"] = FAR_FUTURE
+    single = stamped(drift_lines[10], YEAR_ONE, "old")
+    now = seconds_of(drift_lines[0])
+    messages = [
+        Msg("predictions", 0, 0, b"fraud", orjson.dumps({"events": events}), now),
+        Msg("predictions", 0, 1, b"fraud", single, now),
+        Msg("predictions", 0, 2, b"fraud", drift_lines[11], now),
+    ]
+
+    async def feed() -> None:
+        for m in messages:
+            adapter.add(m, m.value, lambda: None)
+        await adapter.flush()
+
+    asyncio.run(feed())
+    reasons = [(h["driftwatch-reason"], h.get("driftwatch-envelope-index")) for _, h in dead]
+    assert reasons == [(b"clock_skew", b"3"), (b"clock_skew", None)]
+    assert orjson.loads(dead[0][0])["timestamp"] == FAR_FUTURE
+    assert dead[1][0] == single
+    assert pipeline.stats.rejected == {"clock_skew": 2}
+    assert pipeline.stats.accepted == 10
+    assert adapter.stats.dead_letters == 2

@@ -216,3 +216,17 @@ def test_checkpoint_table_forgets_its_copy_of_an_evicted_stream() -> None:
     assert p.stats.evicted == 1
     assert table._written == {}  # no copy kept for an evicted stream
     assert table["m/v9"]["events"] == 150  # the checkpoint stays, to resume from
+
+
+def test_a_stream_with_events_in_the_batch_is_not_evicted_for_another() -> None:
+    p = Pipeline(settings(max_streams=2, stream_idle_ttl="1h"))
+    f = Feed(p)
+    f.send("v1", 30, T0)
+    f.advance("v2", T0, T0 + 2 * 3600)
+    old = p.streams[("m", "v1")]
+    t = T0 + 2 * 3600 + 10
+    p.process_lines([f.line("v3", t), f.line("v1", t)], f.offset, SOURCE)
+    assert p.streams[("m", "v1")] is old
+    assert len(old.pending) == 31
+    assert p.stats.rejected == {"too_many_streams": 1}
+    assert p.stats.evicted == 0
