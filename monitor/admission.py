@@ -92,15 +92,17 @@ class EventClock:
             # The first events of an input set its watermark: their median, so that one wrong
             # clock among them cannot (a single first event sets it alone).
             mark = self._marks[source] = _Watermark(float(np.median(np.asarray(seconds))))
+        ref_list: list[float] | None = None
         if reference is not None:
             refs = np.broadcast_to(np.asarray(reference, dtype=np.float64), (n,))
-            if not np.isnan(refs).any():
+            missing = np.isnan(refs)
+            if not missing.any():
                 return self._against(np.asarray(seconds, dtype=np.float64), refs, mark)
-            ref_list: list[float] | None = refs.tolist()
-        else:
-            ref_list = None
-            if n >= _VECTOR_FROM and mark.outlier is None and self._all_pass(seconds, mark):
-                return []
+            if not missing.all():
+                ref_list = refs.tolist()
+        vector = ref_list is None and n >= _VECTOR_FROM and mark.outlier is None
+        if vector and self._all_pass(seconds, mark):
+            return []
         return self._one_by_one(seconds, ref_list, mark)
 
     def _against(self, t: np.ndarray, refs: np.ndarray, mark: _Watermark) -> list[tuple[int, str]]:
