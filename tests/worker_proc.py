@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -12,12 +11,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
+
+from monitor.client import event_time_ms
 
 
 @dataclass
@@ -60,30 +60,11 @@ class Topics:
         return path
 
 
-_EVENT_TIME = re.compile(rb'"timestamp":\s*"([^"]{10,40})"')
-
-
-def event_time_ms(value: bytes) -> int | None:
-    """The time of the first event of a message, as a serving process's producer would stamp
-    the message (CreateTime = when the event happened); ``None`` (the broker's clock) if none.
-    The worker judges event times against message timestamps (``events.max_age``), and the
-    simulated streams of these tests happened in the past."""
-    m = _EVENT_TIME.search(value[:4096])
-    if m is None:
-        return None
-    try:
-        when = datetime.fromisoformat(m.group(1).decode().replace("Z", "+00:00"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    ms = int(when.timestamp() * 1000)
-    return ms if ms > 0 else None
-
-
 def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
-    """Send (key, value) messages, stamped with their first event's time (see
-    :func:`event_time_ms`), and wait for all of them; returns how many."""
+    """Send (key, value) messages, stamped with their first event's time as a serving
+    process's producer would (the simulated streams of these tests happened on 2026-01-01, and
+    the worker judges event times against message timestamps), and wait for all of them;
+    returns how many."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 << 20)
     n = 0
     try:
