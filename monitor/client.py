@@ -26,8 +26,8 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol, TypedDict, cast
+from datetime import datetime
+from typing import Any, Final, Literal, Protocol, TypedDict
 
 import orjson
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -81,34 +81,6 @@ class SendFuture(Protocol):
     def add_callback(self, f: Callable[..., Any], *args: Any) -> Any: ...
 
     def add_errback(self, f: Callable[..., Any], *args: Any) -> Any: ...
-
-
-_EVENT_TIME = re.compile(rb'"timestamp":\s*(?:"([^"]{10,40})"|(\d{1,15})[,}\s])')
-
-
-def event_time_ms(value: bytes) -> int | None:
-    """The time of the first event of a message in epoch milliseconds (its first
-    ``timestamp``, RFC 3339 or epoch ms), ``None`` if it has none: Kafka then takes the
-    producer's clock.
-
-    >>> event_time_ms(b'{"events":[{"timestamp":"2026-01-01T00:00:00Z"}]}'), event_time_ms(b"{}")
-    (1767225600000, None)
-    >>> event_time_ms(b'{"timestamp": 1767225600000, "x": 1}')
-    1767225600000
-    """
-    m = _EVENT_TIME.search(value[:4096])
-    if m is None:
-        return None
-    if m.group(2) is not None:
-        return int(m.group(2)) or None
-    try:
-        when = datetime.fromisoformat(m.group(1).decode().replace("Z", "+00:00"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    ms = int(when.timestamp() * 1000)
-    return ms if ms > 0 else None
 
 
 class Producer(Protocol):
@@ -354,11 +326,6 @@ class EventLogger:
         ``KafkaProducer``. Tests pass an in-memory double.
     exit_timeout
         Seconds ``close`` may take when it runs at interpreter exit.
-    stamp_event_time
-        ``True``: a message's Kafka timestamp is the time of its first event (for streams
-        published after they happened: ``driftwatch simulate --to``, backfills), since the
-        monitor rejects events older than ``events.max_age`` before their message timestamp.
-        By default the producer's clock, as for events logged as they happen.
 
     Trace context
     -------------
@@ -411,14 +378,12 @@ class EventLogger:
         producer_config: Mapping[str, Any] | None = None,
         producer_factory: Callable[[Mapping[str, Any]], Producer] | None = None,
         exit_timeout: float = 5.0,
-        stamp_event_time: bool = False,
     ) -> None:
         if not isinstance(bootstrap_servers, str) or not bootstrap_servers.strip():
             raise ValueError(
                 f"bootstrap_servers must be 'host:port[,host:port...]', got {bootstrap_servers!r}"
             )
         self.bootstrap_servers = bootstrap_servers
-        self.stamp_event_time = bool(stamp_event_time)
         self.topic = _topic("topic", topic)
         self.features_topic = _topic("features_topic", features_topic)
         self.labels_topic = _topic("labels_topic", labels_topic)
@@ -993,15 +958,9 @@ class EventLogger:
         messages = self._messages(batch)
         for i, (topic, key, value, headers, items) in enumerate(messages):
             try:
-                hdrs = list(headers) if headers else None
-                if self.stamp_event_time:
-                    # kafka-python's send takes timestamp_ms; the Producer protocol (and test
-                    # doubles) need not, unless a logger stamps event times.
-                    future = cast(Any, producer).send(
-                        topic, value=value, key=key, headers=hdrs, timestamp_ms=event_time_ms(value)
-                    )
-                else:
-                    future = producer.send(topic, value=value, key=key, headers=hdrs)
+                future = producer.send(
+                    topic, value=value, key=key, headers=list(headers) if headers else None
+                )
             except Exception as exc:
                 if not _message_error(exc):
                     # Metadata unavailable, or the producer broke: put this and the rest back

@@ -139,13 +139,7 @@ def publish(
     bootstrap, topic = parse_kafka_url(url)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    # Stamped with the events' own time: the stream is published after it happened, and the
-    # monitor judges event times against message timestamps (events.max_age).
-    options: dict[str, Any] = {
-        "max_buffer": max(20 * batch, 50_000),
-        "drop": "newest",
-        "stamp_event_time": True,
-    }
+    options: dict[str, Any] = {"max_buffer": max(20 * batch, 50_000), "drop": "newest"}
     options.update(logger_options)
     logger = EventLogger(
         bootstrap,

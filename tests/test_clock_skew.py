@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import orjson
 import pytest
 
 from alerting.types import Transition
 from monitor.admission import EventClock
-from monitor.client import EventLogger
 from monitor.config import settings_from_mapping
 from monitor.kafka_adapter import KafkaAdapter
 from monitor.pipeline import Pipeline
@@ -220,52 +218,3 @@ def test_worker_dead_letters_skewed_events(drift_lines: list[bytes]) -> None:
     assert pipeline.stats.rejected == {"clock_skew": 2}
     assert pipeline.stats.accepted == 10
     assert adapter.stats.dead_letters == 2
-
-
-class _StampedProducer:
-    """kafka-python's producer as far as the logger uses it, recording ``timestamp_ms``."""
-
-    def __init__(self, sent: list[tuple[bytes, int | None]]) -> None:
-        self.sent = sent
-
-    def send(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-        timestamp_ms: int | None = None,
-    ) -> Any:
-        assert value is not None
-        self.sent.append((value, timestamp_ms))
-        return _Done()
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
-
-
-class _Done:
-    def add_callback(self, fn: Any, *args: Any, **kwargs: Any) -> _Done:
-        fn(*args, None, **kwargs)
-        return self
-
-    def add_errback(self, fn: Any, *args: Any, **kwargs: Any) -> _Done:
-        return self
-
-
-@pytest.mark.parametrize("stamp", [True, False])
-def test_published_streams_carry_their_event_time(stamp: bool) -> None:
-    """``simulate --to`` publishes a stream after it happened: its messages are stamped with
-    their events' time, so the worker does not reject them as older than ``events.max_age``."""
-    sent: list[tuple[bytes, int | None]] = []
-    logger = EventLogger(
-        model="m",
-        model_version="v",
-        batch_size=2,
-        producer_factory=lambda config: _StampedProducer(sent),
-        stamp_event_time=stamp,
-    )
-    logger.log_prediction({"x": 1.0}, 0.5, timestamp="2026-01-01T00:00:00Z")
-    logger.log_prediction({"x": 2.0}, 0.5, timestamp="2026-01-01T00:00:01Z")
-    assert logger.close(timeout=10)
-    assert [ts for _, ts in sent] == [1_767_225_600_000 if stamp else None]

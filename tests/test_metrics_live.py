@@ -36,7 +36,6 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from monitor.client import event_time_ms
 from monitor.simulate import generate
 from tests.kafka_broker import KafkaBroker, free_ports
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
@@ -116,15 +115,11 @@ def produce_traced(bootstrap: str, topic: str) -> set[str]:
                 ev["trace"] = {"traceparent": traceparent(i)}
                 traces.add(traceparent(i)[3:35])
                 events.append(ev)
-            value = orjson.dumps({"events": events})
             producer.send(
                 topic,
                 key=b"fraud",
-                value=value,
+                value=orjson.dumps({"events": events}),
                 headers=[("traceparent", traceparent(start).encode())],
-                # When the events happened (2026-01-01): the worker judges event times
-                # against message timestamps (events.max_age).
-                timestamp_ms=event_time_ms(value),
             )
         producer.flush(60)
     finally:

@@ -17,8 +17,6 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from monitor.client import event_time_ms
-
 
 @dataclass
 class Topics:
@@ -50,26 +48,28 @@ class Topics:
     def config(
         self, path: Path, bootstrap: str, partitions: int, extra: str = "", kafka_extra: str = ""
     ) -> Path:
+        # The simulated streams happened on 2026-01-01 and are produced now: the worker judges
+        # event times against the message timestamps (the broker's clock), so the bounds are
+        # wide here (a century; year 1 and 9999 stay out). Stamping the messages with the
+        # events' time instead would let the test broker's 1 h retention delete them.
         path.write_text(
             f"kafka:\n  bootstrap_servers: '{bootstrap}'\n  group_id: {self.group}\n"
             f"  partitions: {partitions}\n{kafka_extra}"
             f"topics:\n  predictions: {self.predictions}\n  features: {self.features}\n"
-            f"  labels: {self.labels}\n  dead_letter: {self.dead_letter}\n" + extra,
+            f"  labels: {self.labels}\n  dead_letter: {self.dead_letter}\n"
+            f"events:\n  max_future_skew: 36500d\n  max_age: 36500d\n" + extra,
             encoding="utf-8",
         )
         return path
 
 
 def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
-    """Send (key, value) messages, stamped with their first event's time as a serving
-    process's producer would (the simulated streams of these tests happened on 2026-01-01, and
-    the worker judges event times against message timestamps), and wait for all of them;
-    returns how many."""
+    """Send (key, value) messages and wait for all of them; returns how many."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 << 20)
     n = 0
     try:
         for key, value in messages:
-            producer.send(topic, key=key, value=value, timestamp_ms=event_time_ms(value))
+            producer.send(topic, key=key, value=value)
             n += 1
         producer.flush(60)
     finally:
