@@ -50,15 +50,15 @@ def check_url(url: str) -> str:
 
 
 _DURATION = re.compile(
-    r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$"
+    r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$"
 )
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string like ``90s``, ``5m``, ``1h30m``.
+    """Seconds from a number or a string like ``90s``, ``5m``, ``1h30m``, ``7d``.
 
-    >>> parse_duration("1h30m"), parse_duration(45), parse_duration("2.5s")
-    (5400.0, 45.0, 2.5)
+    >>> parse_duration("1h30m"), parse_duration(45), parse_duration("2.5s"), parse_duration("7d")
+    (5400.0, 45.0, 2.5, 604800.0)
     """
     if isinstance(value, bool):
         raise ValueError("a duration must be a number of seconds or a string like 90s, 5m, 1h")
@@ -69,8 +69,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m and any(m.groups()):
-            h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-            return h * 3600 + mi * 60 + s
+            d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            return d * 86400 + h * 3600 + mi * 60 + s
     raise ValueError(f"invalid duration {value!r}: use seconds or a string like 90s, 5m, 1h")
 
 

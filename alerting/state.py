@@ -243,6 +243,18 @@ class AlertTracker:
         alert = self._alerts.pop(fp)
         self._groups[alert.group].discard(fp)
 
+    def has_alerts(self, group: str) -> bool:
+        """Whether ``group`` has a pending or firing alert."""
+        return bool(self._groups.get(group))
+
+    def forget_group(self, group: str) -> None:
+        """Drop everything kept for ``group`` (its alerts and flap histories), as for a model
+        version no longer monitored: no transition is reported."""
+        for fp in list(self._groups.pop(group, ())):
+            del self._alerts[fp]
+        if self.flapping is not None:
+            self.flapping.restore({}, group)
+
     def snapshot(self) -> dict[str, Any]:
         """JSON-friendly state: every pending and firing alert with its timers (and the flap
         histories when flap detection is on)."""

@@ -135,6 +135,12 @@ class CheckpointTable(MutableMapping[str, Any]):
             return None
         return json.loads(raw)
 
+    def stream_evicted(self, stream: Any) -> None:
+        """The pipeline evicted ``stream``: forget the copy of its last write. The checkpoint
+        itself stays (tombstoned it would go to the changelog partition of the message being
+        processed, not the stream's); if the version comes back, it resumes from it."""
+        self._written.pop(stream.group.encode(), None)
+
     def __iter__(self) -> Iterator[str]:
         return (k.decode() for k in list(self.table.keys()))
 
@@ -282,6 +288,7 @@ def build_app(
         foreign_checkpoints=table.foreign,
         checkpointing=True,
         observers=observability.observers if observability is not None else (),
+        on_evict=[table.stream_evicted],
     )
     all_sinks = [*sinks, *(observability.sinks if observability is not None else ())]
     adapter = KafkaAdapter(

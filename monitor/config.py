@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerting.rules import RuleSet
 from alerting.settings import (
@@ -102,9 +102,55 @@ AlertRuleConfig = AlertRuleSettings
 
 
 class EventsConfig(_Section):
-    """``max_bytes``: larger events are rejected as ``too_large`` (1 MiB)."""
+    """What one event may be.
+
+    ``max_bytes``: larger events are rejected as ``too_large`` (1 MiB).
+
+    ``max_future_skew`` (5m) and ``max_age`` (7d): an event whose time is more than
+    ``max_future_skew`` after, or more than ``max_age`` before, its reference clock is rejected
+    as ``clock_skew`` (dead-lettered by the worker, counted by replay), so one event with a wrong
+    clock can move no window and no ``for`` timer. The reference clock is the Kafka message's
+    timestamp in ``driftwatch run``. In ``driftwatch replay`` (and for messages without a
+    timestamp) it is the input's *watermark*: the latest event time accepted so far from that
+    input (the file; one watermark for all model versions in it, so a quiet version is judged by
+    the time of the whole stream, not by its own last event). The first events of an input (its
+    first batch: a block of lines of a file) set the watermark to their median time, so one
+    wrong clock among them cannot; time may go backwards by up to ``max_age``. Since a
+    recording can also jump (a gap in traffic, two recordings one after the other), two
+    consecutive events outside the bounds that agree with each other (within
+    ``max_future_skew``) move the watermark to them: the first is rejected, the second accepted.
+    """
 
     max_bytes: int = Field(1 << 20, ge=256)
+    max_future_skew: Duration = Field(300.0, gt=0)
+    max_age: Duration = Field(7 * 86400.0, gt=0)
+
+
+class LimitsConfig(_Section):
+    """Bounds on the state one worker (or one replay) keeps, whatever the input.
+
+    ``max_streams`` (1,000): model versions (and feature-event streams) kept at once. A new one
+    beyond it takes the place of the stream idle the longest if that stream has been idle for
+    ``stream_idle_ttl`` (24h); otherwise its events are rejected as ``too_many_streams``.
+    Idleness is measured in event time, so replay decides as the live worker does: a stream is
+    idle when no event of it was accepted while the monitor's clock (the latest event time
+    accepted from any input) advanced by ``stream_idle_ttl``. A stream with a pending or firing
+    alert is never evicted. An evicted stream forgets its open window (counted as the warning
+    ``evicted_events``); its checkpoint stays, so if the version comes back the worker resumes
+    from it, as after a restart (replay, which keeps no checkpoints, warms it up again).
+
+    ``max_warmup_events`` (100,000): events held at once by streams learning their reference
+    from a warm-up (``reference.warmup_events`` each; a decoded event takes about 1-3 KB). A
+    stream that starts a warm-up reserves its whole warm-up, so the warm-ups under way always
+    finish; a new version that needs a warm-up while the reservations would exceed this limit is
+    rejected as ``warmup_full`` until one finishes or an idle one is evicted. Versions with a
+    reference profile (``reference.path``) or a checkpoint need no warm-up. Must be at least
+    ``reference.warmup_events``.
+    """
+
+    max_streams: int = Field(1000, ge=1)
+    stream_idle_ttl: Duration = Field(86400.0, gt=0)
+    max_warmup_events: int = Field(100_000, ge=100)
 
 
 class KafkaConfig(_Section):
@@ -189,6 +235,7 @@ class MetricsConfig(_Section):
     listen: str = Field("127.0.0.1:9464", pattern=r"^\[?[A-Za-z0-9.:_-]*\]?:\d{1,5}$")
     history_windows: int = Field(240, ge=10, le=100_000)
     recent_alerts: int = Field(50, ge=1, le=10_000)
+    max_feature_series: int = Field(20_000, ge=0)
 
 
 class TracingConfig(_Section):
@@ -235,10 +282,21 @@ class Settings(_Section):
     alerts: dict[str, AlertRuleConfig] = Field(default_factory=dict)
     notifications: NotificationSettings = NotificationSettings()
     events: EventsConfig = EventsConfig()
+    limits: LimitsConfig = LimitsConfig()
     kafka: KafkaConfig = KafkaConfig()
     topics: TopicsConfig = TopicsConfig()
     metrics: MetricsConfig = MetricsConfig()
     tracing: TracingConfig = TracingConfig()
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> Settings:
+        if self.limits.max_warmup_events < self.reference.warmup_events:
+            raise ValueError(
+                f"limits.max_warmup_events ({self.limits.max_warmup_events}) must be at least "
+                f"reference.warmup_events ({self.reference.warmup_events}), or no model version "
+                "could ever learn its reference"
+            )
+        return self
 
     def detector_settings(self) -> DetectorSettings:
         """The detector part of the settings."""

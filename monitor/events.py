@@ -67,6 +67,12 @@ class Reason(StrEnum):
     #: Not the input's fault as far as anyone knows: handling it raised an unexpected exception
     #: (a bug); the Kafka adapter and replay reject the input instead of stopping.
     INTERNAL_ERROR = "internal_error"
+    #: Event time outside ``events.max_future_skew`` / ``events.max_age`` of the reference clock.
+    CLOCK_SKEW = "clock_skew"
+    #: A new model version beyond ``limits.max_streams`` (no idle stream to evict).
+    TOO_MANY_STREAMS = "too_many_streams"
+    #: A new model version that needs a warm-up while ``limits.max_warmup_events`` are taken.
+    WARMUP_FULL = "warmup_full"
 
 
 @dataclass(frozen=True, slots=True)

@@ -264,6 +264,8 @@ class Observability:
             version=self.version,
             revision=self.revision,
             on_window=[self.history.add_window],
+            on_evict=[self.history.forget],
+            max_feature_series=settings.metrics.max_feature_series,
         )
         self.references_loaded = references_loaded
         self.provider: TracerProvider | None = None

@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import replace
+from itertools import repeat
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from pydantic_core import from_json
 
 from alerting.sinks import AlertSink
 from alerting.types import Transition
+from monitor.adapter_types import AdapterStats, BatchObserver, Message
 from monitor.dead_letters import (
     EXCEPTION_HEADER,
     DeadLetter,
@@ -57,68 +60,12 @@ BATCH_BYTES = 256 << 10
 BATCH_SECONDS = 0.05
 
 
-class Message(Protocol):
-    """The parts of a Kafka message the adapter reads."""
-
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def partition(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def key(self) -> bytes | None: ...
-
-
-class BatchObserver(Protocol):
-    """Told about each message around its processing (metrics and traces; see
-    ``monitor.http_server.Observability``). Must not block."""
-
-    def begin(self, msg: Message, events: Sequence[AnyEvent | Rejection], size: int) -> None:
-        """The message's valid events are about to be processed."""
-
-    def begin_batch(
-        self,
-        msgs: Sequence[Message],
-        events: Sequence[AnyEvent],
-        positions: Sequence[int],
-        size: int,
-    ) -> None:
-        """The events of a batch of messages of one partition are about to be processed."""
-
-    def alerts(self, transitions: list[Transition]) -> list[Transition]:
-        """The state changes it decided, before sinks see them (may annotate them)."""
-        ...
-
-    def end(self, accepted: int, rejected: int, error: BaseException | None) -> None:
-        """Processing finished (``error`` if it raised)."""
-
-
 #: A buffered message: the message, its value, its ack, and its context for ``enter``.
 Item = tuple[Message, bytes | None, Callable[[], Any], Any]
 #: A message of a batch run: the message, its ack, its value and its decoded events.
 _RunItem = tuple[Message, Callable[[], Any], bytes, list[FastPrediction]]
-
-
-@dataclass(slots=True)
-class AdapterStats:
-    """Counts of the adapter itself (the pipeline counts events)."""
-
-    messages: int = 0
-    #: Dead letters written (confirmed by Kafka), and those of them that had to be cut (see
-    #: :class:`~monitor.dead_letters.DeadLetterWriter`).
-    dead_letters: int = 0
-    dead_letters_truncated: int = 0
-    #: Attempts to write a dead letter that failed (each is retried; the source waits).
-    dead_letter_failures: int = 0
-    #: Messages rejected as ``internal_error`` (an exception escaped their handling).
-    internal_errors: int = 0
-    acked: int = 0
-    checkpoints: int = 0
-    started: float = field(default_factory=time.time)
+#: A dead letter to write: the source message, the body, why, and the index in an envelope.
+_Letter = tuple[Message, bytes, Rejection, int | None]
 
 
 class KafkaAdapter:
@@ -268,11 +215,16 @@ class KafkaAdapter:
                 continue
             events.append(item)
             positions.append(base | i)
+        kept, kept_positions, refused = self.pipeline.admit(
+            events, positions, source, kafka_time(msg)
+        )
+        values = {msg.offset: (msg, raw, len(parsed))}
+        letters += [letter[1:] for letter in _refused(refused, values)]
         self._observed(
-            lambda o: o.begin(msg, events, len(raw)),
+            lambda o: o.begin(msg, kept, len(raw)),
             source,
-            events,
-            positions,
+            kept,
+            kept_positions,
             ((msg.offset, ack),),
             lines,
             False,
@@ -292,8 +244,9 @@ class KafkaAdapter:
         """Process parsed events, store the checkpoints, deliver the alerts and queue ``acks``
         (released by :meth:`_settle`); the observer hears ``begin`` and the end (``lines``: the
         pipeline's line count before these messages, so rejections counted for them are
-        reported too). If the pipeline raises, the state changes it decided before are
-        delivered all the same (the alert tracker has made them), then the error is raised."""
+        reported too). The events passed :meth:`Pipeline.admit`. If the pipeline raises, the
+        state changes it decided before are delivered all the same (the alert tracker has made
+        them), then the error is raised."""
         observer = self.observer
         if observer is not None:
             begin(observer)
@@ -302,7 +255,9 @@ class KafkaAdapter:
         try:
             try:
                 if events:
-                    self.pipeline.process_events(events, positions, source, predictions, out)
+                    self.pipeline.process_events(
+                        events, positions, source, predictions, out, admitted=True
+                    )
             except BaseException:
                 out.sort(key=_OFFSET)
                 self._deliver(out)
@@ -449,39 +404,55 @@ class KafkaAdapter:
         """Valid predictions of consecutive messages of one partition, in one pipeline call;
         if it raises, message by message (:meth:`_isolate`)."""
         self.stats.messages += 0 if single else len(run)
-        events: list[AnyEvent] = []
-        positions: list[int] = []
-        size = 0
-        for msg, _, raw, fast in run:
-            size += len(raw)
-            base = msg.offset << INDEX_BITS
-            if len(fast) == 1:
-                events.append(fast[0])
-                positions.append(base)
-            else:
-                events.extend(fast)
-                positions.extend(range(base, base + len(fast)))
-        msgs = [item[0] for item in run]
         stats = self.pipeline.stats
         counts = snapshot(stats)
         error: Exception | None = None
+        letters: list[_Letter] = []
         try:
-            self._observed(
-                (lambda o: o.begin(msgs[0], events, size))
-                if single
-                else (lambda o: o.begin_batch(msgs, events, positions, size)),
-                source,
-                events,
-                positions,
-                [(m.offset, ack) for m, ack, _, _ in run],
-                counts[0],
-                True,
-            )
+            letters = self._apply(source, run, counts[0], single)
         except Exception as exc:
             restore(stats, counts)
             error = exc
         if error is not None:  # outside the handler: a message's traceback is its own
             await self._isolate(source, run, error)
+        for msg, body, rejection, index in letters:
+            await self.letters.write(msg, body, rejection, index)
+
+    def _apply(self, source: str, run: list[_RunItem], lines: int, single: bool) -> list[_Letter]:
+        """Admit the events of ``run`` (:meth:`Pipeline.admit`: clock skew, stream limits) and
+        process them; returns the dead letters of the events admission refused, written by the
+        caller once nothing can raise any more."""
+        events: list[AnyEvent] = []
+        positions: list[int] = []
+        times: list[float] = []
+        values: dict[int, tuple[Message, bytes, int]] = {}
+        size = 0
+        for msg, _, raw, fast in run:
+            size += len(raw)
+            base = msg.offset << INDEX_BITS
+            values[msg.offset] = (msg, raw, len(fast))
+            if len(fast) == 1:
+                events.append(fast[0])
+                positions.append(base)
+                times.append(kafka_time(msg))
+            else:
+                events.extend(fast)
+                positions.extend(range(base, base + len(fast)))
+                times.extend(repeat(kafka_time(msg), len(fast)))
+        kept, kept_positions, refused = self.pipeline.admit(events, positions, source, times)
+        msgs = [item[0] for item in run]
+        self._observed(
+            (lambda o: o.begin(msgs[0], kept, size))
+            if single
+            else (lambda o: o.begin_batch(msgs, kept, kept_positions, size)),  # type: ignore[arg-type]
+            source,
+            kept,
+            kept_positions,
+            [(m.offset, ack) for m, ack, _, _ in run],
+            lines,
+            True,
+        )
+        return _refused(refused, values)
 
     async def _isolate(self, source: str, run: list[_RunItem], error: Exception) -> None:
         """Retry the messages of a run that raised ``error`` one by one: the one that raises
@@ -490,23 +461,18 @@ class KafkaAdapter:
         twice; the counters were rolled back, so nothing is counted twice."""
         stats = self.pipeline.stats
         found = False
-        for msg, ack, raw, fast in run:
-            base = msg.offset << INDEX_BITS
+        for item in run:
             counts = snapshot(stats)
+            letters: list[_Letter] = []
             try:
-                self._observed(
-                    _begin(msg, fast, len(raw)),
-                    source,
-                    fast,
-                    range(base, base + len(fast)),
-                    ((msg.offset, ack),),
-                    counts[0],
-                    True,
-                )
+                letters = self._apply(source, [item], counts[0], True)
             except Exception as exc:
                 restore(stats, counts)
                 found = True
+                msg, ack, raw, _ = item
                 await self._internal_error(msg, raw, ack, source, exc)
+            for msg, body, rejection, index in letters:
+                await self.letters.write(msg, body, rejection, index)
         if not found:  # the batch raised, its messages alone did not: say so, once
             self.errors.report(error, f"a batch of {len(run)} messages of {source} (retried)")
 
@@ -552,8 +518,27 @@ class KafkaAdapter:
         }
 
 
-def _begin(msg: Message, events: Sequence[AnyEvent], size: int) -> Callable[[BatchObserver], None]:
-    return lambda o: o.begin(msg, events, size)
+def kafka_time(msg: Message) -> float:
+    """The message's Kafka timestamp in epoch seconds (Faust gives seconds), NaN without one
+    (a message of the old format has -1; test doubles have none)."""
+    ts = getattr(msg, "timestamp", None)
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and ts > 0:
+        return float(ts)
+    return math.nan
+
+
+def _refused(
+    refused: Sequence[Rejection], values: Mapping[int, tuple[Message, bytes, int]]
+) -> list[_Letter]:
+    """Dead letters of the events :meth:`Pipeline.admit` refused; ``values``: by offset, the
+    message, its value and its number of events (a rejection's offset is the position)."""
+    letters: list[_Letter] = []
+    for rejection in refused:
+        msg, raw, count = values[rejection.offset >> INDEX_BITS]
+        index = rejection.offset & MAX_ENVELOPE
+        body = raw if count == 1 else _element(raw, index)
+        letters.append((msg, body, rejection, index if count > 1 else None))
+    return letters
 
 
 def _is_envelope(raw: bytes) -> bool:

@@ -39,12 +39,10 @@ partition. Alertmanager delivery counters (``driftwatch_notifications_*_total{re
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,7 +50,6 @@ from prometheus_client import CollectorRegistry, Histogram, Info
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
@@ -62,21 +59,53 @@ from alerting.fingerprint import fingerprint
 from alerting.state import AlertTracker
 from alerting.types import AlertState, Transition
 from detectors.performance import ErrorWindow
-from detectors.quantiles import quantiles
-from detectors.window import CATEGORICAL_CHECKS, NUMERIC_CHECKS, WindowReport
+from detectors.window import WindowReport
 from monitor.events import Reason
 from monitor.fastdecode import AnyEvent
-from monitor.streams import ModelStream, WindowOutputs, window_outputs
+from monitor.latency_metrics import (
+    LATENCY_BUCKETS,
+    NAMESPACE,
+    ConsumerPosition,
+    LatencyHistogram,
+    TraceRef,
+    annotation_trace,
+    event_trace,
+    parse_traceparent,
+    probe_indices,
+)
+from monitor.snapshots import (
+    OTHER_LABEL,
+    WindowSnapshot,
+    _window_outputs,
+    feature_series,
+    feature_series_budget,
+    snapshot_window,
+)
+from monitor.streams import ModelStream
 
-NAMESPACE = "driftwatch"
+__all__ = [
+    "LATENCY_BUCKETS",
+    "OTHER_LABEL",
+    "ConsumerPosition",
+    "LatencyHistogram",
+    "MonitorMetrics",
+    "TraceRef",
+    "WindowSnapshot",
+    "event_trace",
+    "feature_series",
+    "feature_series_budget",
+    "parse_traceparent",
+    "probe_indices",
+    "snapshot_window",
+]
 
-#: Prediction latency buckets (seconds): 1 ms .. 10 s.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 #: Per-message processing buckets (seconds): 0.1 ms .. 5 s.
 BATCH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5)
 #: Events probed per window for an exemplar trace id (evenly spaced).
 EXEMPLAR_PROBES = 32
-OTHER_LABEL = "__other__"
+#: Warnings of accepted events (``driftwatch_event_warnings_total``).
+WARNINGS = ("unknown_field", "label_type_mismatch", "evicted_events", "label_stream_evicted")
 ALERT_NAMES = (
     "FeatureDrift",
     "PredictionDrift",
@@ -84,286 +113,6 @@ ALERT_NAMES = (
     "LatencyRegression",
     "PerformanceDegradation",
 )
-#: The score percentiles of a window snapshot (p5, p50, p95).
-_SCORE_QS = np.array([0.05, 0.5, 0.95])
-_TRACEPARENT = re.compile(r"^[ \t]*00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}[ \t]*$")
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
-
-
-@dataclass(frozen=True, slots=True)
-class TraceRef:
-    """A W3C trace id (32 hex) and span id (16 hex): what an exemplar carries."""
-
-    trace_id: str
-    span_id: str
-
-    def exemplar_labels(self) -> dict[str, str]:
-        """``{"trace_id": ..., "span_id": ...}`` (55 code points, under OpenMetrics' 128)."""
-        return {"trace_id": self.trace_id, "span_id": self.span_id}
-
-
-def parse_traceparent(value: Any) -> TraceRef | None:
-    """The ids of a version-00 ``traceparent`` (str or bytes); None if absent or invalid.
-
-    >>> parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-    TraceRef(trace_id='4bf92f3577b34da6a3ce929d0e0e4736', span_id='00f067aa0ba902b7')
-    >>> parse_traceparent("00-" + "0" * 32 + "-00f067aa0ba902b7-01") is None
-    True
-    """
-    if isinstance(value, bytes | bytearray):
-        value = bytes(value).decode("ascii", "replace")
-    if not isinstance(value, str):
-        return None
-    m = _TRACEPARENT.match(value)
-    if m is None or m.group(1) == _ZERO_TRACE or m.group(2) == _ZERO_SPAN:
-        return None
-    return TraceRef(m.group(1), m.group(2))
-
-
-def event_trace(event: Any) -> TraceRef | None:
-    """The trace context an event carries in its own ``trace`` field (``monitor.client``)."""
-    trace = event.get("trace") if isinstance(event, Mapping) else None
-    if isinstance(trace, dict):
-        return parse_traceparent(trace.get("traceparent"))
-    return None
-
-
-def probe_indices(n: int, k: int) -> range:
-    """Up to ``k`` indices spread evenly over ``range(n)``.
-
-    >>> list(probe_indices(10, 4)), list(probe_indices(3, 8))
-    ([0, 3, 6, 9], [0, 1, 2])
-    """
-    step = max(1, -(-n // k)) if k > 0 else n + 1
-    return range(0, n, step)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowSnapshot:
-    """The numbers of one closed window that metrics and the status page show.
-
-    ``drift``/``threshold``: per statistic, one value per row (``rows``: numeric features, then
-    ``score``, categorical features, then ``label``); ``quality``/``quality_threshold``: per
-    check the share of the window's events with the problem and the share that fires, NaN where
-    the check does not apply to the row; ``latency``: window p50/p95/p99 in seconds;
-    ``score``: mean, p5, p50, p95 of the prediction score; ``labels``: share of each predicted
-    label (classes outside the reference are summed as ``__other__``).
-    """
-
-    model: str
-    model_version: str
-    window: int
-    n: int
-    event_time: float
-    wall_time: float
-    rows: tuple[str, ...]
-    drift: Mapping[str, np.ndarray]
-    threshold: Mapping[str, np.ndarray]
-    alerting_statistics: tuple[str, ...]
-    quality: Mapping[str, np.ndarray]
-    quality_threshold: Mapping[str, np.ndarray]
-    latency: tuple[float, float, float] | None
-    score: tuple[float, float, float, float] | None
-    labels: Mapping[str, float]
-    reference_id: str
-    versions: Mapping[str, str]
-    findings: tuple[str, ...]
-    offsets: tuple[int, int]
-
-    @property
-    def group(self) -> str:
-        """``model/model_version``, the alert group."""
-        return f"{self.model}/{self.model_version}"
-
-
-def _quality_shares(
-    stream: ModelStream, report: WindowReport
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    det = stream.detector
-    assert det is not None
-    rows = len(report.rows)
-    applies = {c: np.zeros(rows, dtype=bool) for c in report.quality}
-    nf = len(det.numeric_names)
-    cat0 = nf + (1 if det.has_score else 0)
-    for c in NUMERIC_CHECKS:
-        applies[c][:nf] = True
-    for c in CATEGORICAL_CHECKS:
-        applies[c][cat0 : cat0 + len(det.categorical_names)] = True
-    n = max(report.n, 1)
-    share = {c: np.where(applies[c], report.quality[c] / n, np.nan) for c in report.quality}
-    thr = {
-        c: np.where(applies[c], np.minimum(report.quality_threshold[c] / n, 1.0), np.nan)
-        for c in report.quality
-    }
-    return share, thr
-
-
-_PROFILE_IDS: dict[int, tuple[Any, str]] = {}
-
-
-def _profile_id(stream: ModelStream) -> str:
-    """The reference profile's id (a hash of its JSON), computed once per profile object."""
-    profile = stream.profile
-    if profile is None:
-        return ""
-    known = _PROFILE_IDS.get(id(profile))
-    if known is None or known[0] is not profile:
-        if len(_PROFILE_IDS) > 1000:
-            _PROFILE_IDS.clear()
-        known = (profile, profile.id)
-        _PROFILE_IDS[id(profile)] = known
-    return known[1]
-
-
-def _label_key(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _window_outputs(
-    stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
-) -> WindowOutputs:
-    """The scores, labels and latencies of ``report``'s window: those the stream extracted for
-    its detector while it still holds them, else read again from ``events``."""
-    if stream.last_report is report and stream.last_outputs is not None:
-        return stream.last_outputs
-    assert stream.detector is not None
-    return window_outputs(stream.detector, events)[0]
-
-
-def snapshot_window(
-    stream: ModelStream,
-    report: WindowReport,
-    events: Sequence[AnyEvent],
-    outputs: WindowOutputs | None = None,
-) -> WindowSnapshot:
-    """Compute the :class:`WindowSnapshot` of a closed window (numpy, no per-event metrics);
-    ``outputs`` are the window's, when the caller has them."""
-    det = stream.detector
-    assert det is not None
-    if outputs is None:
-        outputs = _window_outputs(stream, report, events)
-    score = None
-    if outputs.scores is not None:
-        s = outputs.scores[np.isfinite(outputs.scores)]
-        if s.size:
-            p5, p50, p95 = quantiles(s, _SCORE_QS)
-            score = (float(s.mean()), float(p5), float(p50), float(p95))
-    labels: dict[str, float] = {}
-    profile = stream.profile
-    if outputs.labels is not None and profile is not None and profile.label is not None:
-        counts = Counter(outputs.labels)
-        counts.pop(None, None)
-        total = max(len(events), 1)
-        for k in {_label_key(c) for c in profile.label.categories}:
-            labels[k] = counts.pop(k, 0) / total
-        labels[OTHER_LABEL] = sum(counts.values()) / total
-    latency = None
-    if report.latency is not None:
-        latency = (report.latency[0] / 1e3, report.latency[1] / 1e3, report.latency[2] / 1e3)
-    share, thr = _quality_shares(stream, report)
-    return WindowSnapshot(
-        model=stream.key[0],
-        model_version=stream.key[1],
-        window=stream.windows,
-        n=report.n,
-        event_time=stream.last_time,
-        wall_time=time.time(),
-        rows=report.rows,
-        drift=report.drift,
-        threshold=report.threshold,
-        alerting_statistics=det.settings.statistics,
-        quality=share,
-        quality_threshold=thr,
-        latency=latency,
-        score=score,
-        labels=labels,
-        reference_id=_profile_id(stream),
-        versions=dict(stream.versions),
-        findings=tuple(sorted({f.kind for f in report.findings})),
-        offsets=stream.offsets,
-    )
-
-
-@dataclass(slots=True)
-class _Latency:
-    buckets: np.ndarray
-    total: float = 0.0
-    exemplars: list[Exemplar | None] = field(default_factory=list)
-
-
-class LatencyHistogram(Collector):
-    """``driftwatch_prediction_latency_seconds``: the events' logged ``latency_ms`` as a
-    histogram in seconds per model version, fed one window at a time (exact counts)."""
-
-    name = f"{NAMESPACE}_prediction_latency_seconds"
-
-    def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
-        self.bounds = np.asarray(buckets, dtype=np.float64)
-        self._lock = threading.Lock()
-        self._series: dict[tuple[str, str], _Latency] = {}
-
-    def add(
-        self,
-        key: tuple[str, str],
-        seconds: np.ndarray,
-        traces: Sequence[tuple[float, TraceRef]] = (),
-    ) -> None:
-        """Count finite latencies (seconds); ``traces`` are (latency, trace) exemplar choices."""
-        finite = seconds[np.isfinite(seconds)]
-        idx = np.searchsorted(self.bounds, finite, side="left")
-        counts = np.bincount(idx, minlength=len(self.bounds) + 1)
-        now = time.time()
-        with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                series = _Latency(np.zeros(len(self.bounds) + 1, dtype=np.int64))
-                series.exemplars = [None] * (len(self.bounds) + 1)
-                self._series[key] = series
-            series.buckets += counts
-            series.total += float(finite.sum())
-            for value, ref in traces:
-                b = int(np.searchsorted(self.bounds, value, side="left"))
-                series.exemplars[b] = Exemplar(ref.exemplar_labels(), value, now)
-
-    def describe(self) -> Iterable[Metric]:
-        """The family without samples (registration checks names)."""
-        yield self._family()
-
-    def _family(self) -> HistogramMetricFamily:
-        return HistogramMetricFamily(
-            self.name,
-            "Prediction latency logged by the serving process, in seconds.",
-            labels=("model", "model_version"),
-        )
-
-    def collect(self) -> Iterable[Metric]:
-        """Cumulative buckets with exemplars."""
-        fam = self._family()
-        les = [_le(b) for b in self.bounds] + ["+Inf"]
-        with self._lock:
-            items = [
-                (k, s.buckets.cumsum(), s.total, list(s.exemplars)) for k, s in self._series.items()
-            ]
-        for key, cum, total, exemplars in items:
-            buckets: list[Any] = []
-            for le, count, ex in zip(les, cum, exemplars, strict=True):
-                buckets.append((le, float(count), ex) if ex is not None else (le, float(count)))
-            fam.add_metric(list(key), buckets, total)
-        yield fam
-
-
-def _le(bound: float) -> str:
-    return repr(float(bound))
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerPosition:
-    """Lag of one assigned topic partition: ``highwater`` minus the next offset to process."""
-
-    topic: str
-    partition: int
-    lag: int
 
 
 class MonitorMetrics(Collector):
@@ -379,6 +128,11 @@ class MonitorMetrics(Collector):
         The alert state machine, read for the ``driftwatch_alerts`` gauge.
     on_window
         Also told every :class:`WindowSnapshot` (the status page history).
+    on_evict
+        Also told the group (``model/version``) of every stream the pipeline evicted.
+    max_feature_series
+        At most this many per-feature series are rendered (``metrics.max_feature_series``;
+        see :func:`feature_series_budget`).
 
     Sources of counters are attached with :meth:`watch_pipeline`, :meth:`watch_adapter` and
     :meth:`watch_spans`; they are read at scrape time. Notification delivery counters come from
@@ -393,10 +147,14 @@ class MonitorMetrics(Collector):
         revision: str,
         tracker: AlertTracker | None = None,
         on_window: Sequence[Callable[[WindowSnapshot], None]] = (),
+        on_evict: Sequence[Callable[[str], None]] = (),
+        max_feature_series: int = 20_000,
     ) -> None:
         self.registry = registry
         self.tracker = tracker
         self.on_window = list(on_window)
+        self.on_evict = list(on_evict)
+        self.max_feature_series = max_feature_series
         #: The trace of the Kafka message being processed (set per message by the adapter's
         #: observer), used for exemplars when the window's events carry none.
         self.batch_trace: TraceRef | None = None
@@ -482,6 +240,15 @@ class MonitorMetrics(Collector):
         with self._lock:
             self._errors[stream.key] = (metric, window.value, window.n)
 
+    def stream_evicted(self, stream: ModelStream) -> None:
+        """Forget an evicted stream's series (its version may never come back)."""
+        with self._lock:
+            self._latest.pop(stream.key, None)
+            self._errors.pop(stream.key, None)
+        self.latency.forget(stream.key)
+        for callback in self.on_evict:
+            callback(stream.group)
+
     # -- per message -----------------------------------------------------------------------------
 
     def batch_processed(self, topic: str, seconds: float, trace: TraceRef | None) -> None:
@@ -506,7 +273,7 @@ class MonitorMetrics(Collector):
             for t in transitions:
                 key = (t.alertname, t.state.value)
                 self._transitions[key] += 1
-                ref = _annotation_trace(t)
+                ref = annotation_trace(t)
                 if ref is not None:
                     self._transition_exemplars[key] = Exemplar(
                         ref.exemplar_labels(), 1.0, time.time()
@@ -577,7 +344,9 @@ class MonitorMetrics(Collector):
         )
         warnings = self._counter(
             "event_warnings_total",
-            "Accepted events with a problem (unknown_field, label_type_mismatch).",
+            "Accepted events with a problem (unknown_field, label_type_mismatch), events of an "
+            "open window dropped with their evicted stream (evicted_events), labels whose "
+            "prediction's stream was evicted (label_stream_evicted).",
             ["warning"],
         )
         windows = self._counter(
@@ -604,8 +373,18 @@ class MonitorMetrics(Collector):
             "messages_unacked",
             "Messages processed but not yet acknowledged (their windows are still open).",
         )
+        streams = self._gauge(
+            "streams",
+            "Model versions kept, by phase: warmup (learning the reference) or monitoring "
+            "(limits.max_streams bounds both).",
+            ["phase"],
+        )
+        evicted = self._counter(
+            "streams_evicted_total",
+            "Streams dropped after limits.stream_idle_ttl of idleness to make room for new ones.",
+        )
         fams: list[Metric] = [received, accepted, rejected, duplicates, warnings, windows]
-        fams += [joins, pending, messages, dead, dead_cut, dead_failed, unacked]
+        fams += [joins, pending, messages, dead, dead_cut, dead_failed, unacked, streams, evicted]
         if empty:
             return fams
         p = self._pipeline
@@ -620,10 +399,16 @@ class MonitorMetrics(Collector):
                 rejected.add_metric([reason.value], rej.get(reason.value, 0))
             duplicates.add_metric([], s.duplicates)
             warn = dict(s.warnings)
-            for w in ("unknown_field", "label_type_mismatch"):
+            for w in WARNINGS:
                 warnings.add_metric([w], warn.get(w, 0))
-            for stream in list(p.streams.values()):
+            kept = list(p.streams.values())
+            warming = 0
+            for stream in kept:
                 windows.add_metric(list(stream.key), stream.windows)
+                warming += stream.detector is None
+            streams.add_metric(["warmup"], warming)
+            streams.add_metric(["monitoring"], len(kept) - warming)
+            evicted.add_metric([], s.evicted)
             j = p.joiner
             for outcome, value in (
                 ("joined", j.joined),
@@ -705,15 +490,34 @@ class MonitorMetrics(Collector):
             "Accuracy (1 - error_rate) of the last window of labelled events (classification).",
             mv,
         )
+        omitted = self._gauge(
+            "feature_series_omitted",
+            "Model versions whose per-feature series (drift, data quality) are not exported "
+            "because metrics.max_feature_series is reached.",
+        )
         fams: list[Metric] = [score, threshold, ratio, quality, quality_thr, lat, pred, labels]
-        fams += [size, last, error, accuracy]
+        fams += [size, last, error, accuracy, omitted]
         if empty:
             return fams
         with self._lock:
             snaps = list(self._latest.values())
             errors = dict(self._errors)
+        featured = feature_series_budget(snaps, self.max_feature_series)
+        omitted.add_metric([], len(snaps) - len(featured))
         for snap in snaps:
             key = [snap.model, snap.model_version]
+            if snap.latency is not None:
+                for name, v in zip(("p50", "p95", "p99"), snap.latency, strict=True):
+                    lat.add_metric([*key, name], v)
+            if snap.score is not None:
+                for name, v in zip(("mean", "p5", "p50", "p95"), snap.score, strict=True):
+                    pred.add_metric([*key, name], v)
+            for label, share in snap.labels.items():
+                labels.add_metric([*key, label], share)
+            size.add_metric(key, snap.n)
+            last.add_metric(key, snap.event_time)
+            if id(snap) not in featured:  # metrics.max_feature_series
+                continue
             for stat, values in snap.drift.items():
                 thr = snap.threshold[stat]
                 for r, row in enumerate(snap.rows):
@@ -730,16 +534,6 @@ class MonitorMetrics(Collector):
                     if not math.isnan(shares[r]):
                         quality.add_metric([*key, row, check], float(shares[r]))
                         quality_thr.add_metric([*key, row, check], float(thr[r]))
-            if snap.latency is not None:
-                for name, v in zip(("p50", "p95", "p99"), snap.latency, strict=True):
-                    lat.add_metric([*key, name], v)
-            if snap.score is not None:
-                for name, v in zip(("mean", "p5", "p50", "p95"), snap.score, strict=True):
-                    pred.add_metric([*key, name], v)
-            for label, share in snap.labels.items():
-                labels.add_metric([*key, label], share)
-            size.add_metric(key, snap.n)
-            last.add_metric(key, snap.event_time)
         for (model, version), (metric, value, _n) in errors.items():
             error.add_metric([model, version, metric], value)
             if metric == "error_rate":
@@ -806,11 +600,3 @@ class MonitorMetrics(Collector):
             for reason in ("queue_full", "export_failed"):
                 dropped.add_metric([reason], st.get(f"dropped_{reason}", 0))
         return [lag, assigned, spans, dropped]
-
-
-def _annotation_trace(t: Transition) -> TraceRef | None:
-    trace_id = t.annotations.get("trace_id")
-    span_id = t.annotations.get("span_id")
-    if trace_id and span_id and len(trace_id) == 32 and len(span_id) == 16:
-        return TraceRef(trace_id, span_id)
-    return None

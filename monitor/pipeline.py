@@ -10,19 +10,19 @@ the caller (``replay``, the Faust agent) delivers them. Every input line is acco
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from itertools import islice
 from operator import attrgetter, itemgetter, lt
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from alerting.notify import build_tracker
 from alerting.state import AlertTracker
 from alerting.types import Signal, Transition
-from detectors.performance import ErrorMonitor, ErrorWindow, LabelJoiner, Pending, error_of
+from detectors.performance import ErrorMonitor, LabelJoiner, Pending, error_of
 from detectors.profile import ReferenceProfile
 from detectors.window import Finding, WindowReport
+from monitor.admission import EventClock
 from monitor.config import Settings
 from monitor.epochs import epoch_array
 from monitor.events import (
@@ -37,21 +37,17 @@ from monitor.events import (
     unknown_fields,
 )
 from monitor.fastdecode import AnyEvent, FastDecoder, FastPrediction
+from monitor.limits import MISSING, Admission, stream_key
+from monitor.pipeline_types import PipelineStats, WindowObserver
+from monitor.signals import signal_of
 from monitor.streams import (
-    FEATURE_STREAM_VERSION,
     ModelStream,
     StreamKey,
     predicted_many,
     predicted_of,
 )
 
-ALERT_NAMES = {
-    "feature_drift": "FeatureDrift",
-    "prediction_drift": "PredictionDrift",
-    "data_quality": "DataQuality",
-    "latency": "LatencyRegression",
-    "performance": "PerformanceDegradation",
-}
+__all__ = ["Pipeline", "PipelineStats", "WindowObserver"]
 
 _STREAM_KEY = itemgetter("model", "model_version")
 _EVENT_ID = itemgetter("event_id")
@@ -82,44 +78,7 @@ def _is_prediction(ev: object) -> bool:
     return type(ev) is dict and "prediction" in ev and ev.get("type", "prediction") == "prediction"
 
 
-@dataclass(slots=True)
-class PipelineStats:
-    """Counts since start: ``lines`` = ``accepted`` + sum of ``rejected``."""
-
-    lines: int = 0
-    accepted: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    warnings: Counter[str] = field(default_factory=Counter)
-    events: Counter[str] = field(default_factory=Counter)
-    windows: int = 0
-    duplicates: int = 0
-    restored: int = 0
-    #: Streams rebuilt because another worker advanced their checkpoints (a rebalance).
-    stale: int = 0
-    alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-
-class WindowObserver(Protocol):
-    """Told about every closed window (metrics, traces, the status page).
-
-    Called synchronously inside ``process_*`` once per window, never per event: it must be
-    cheap and do no I/O. ``events`` are the window's events, in order.
-    """
-
-    def window_closed(
-        self, stream: ModelStream, report: WindowReport, events: Sequence[AnyEvent]
-    ) -> None:
-        """A window of ``stream`` was evaluated (before its alerts are decided)."""
-
-    def error_window(self, stream: ModelStream, window: ErrorWindow) -> None:
-        """A window of labelled events of ``stream`` was evaluated."""
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
-
-
-class Pipeline:
+class Pipeline(Admission):
     """Parse, window, detect, decide (see module docstring).
 
     Parameters
@@ -142,6 +101,8 @@ class Pipeline:
         Like ``checkpoints``, but ``None`` for a checkpoint this process stored itself (the
         worker's table can tell without decoding it); checked for every batch (see
         :meth:`_current`). Default: ``checkpoints``.
+    on_evict
+        Also told every stream evicted to make room (``limits``), after the observers.
 
     Input positions are per *source* (a file, or one Kafka topic partition) and only grow; input
     at or before a position a stream has already applied (checkpointed, or collected since) is a
@@ -159,16 +120,26 @@ class Pipeline:
         checkpointing: bool = False,
         observers: Sequence[WindowObserver] = (),
         foreign_checkpoints: Callable[[str], Mapping[str, Any] | None] | None = None,
+        on_evict: Sequence[Callable[[ModelStream], None]] = (),
     ) -> None:
         self.settings = settings or Settings()
         self.observers = list(observers)
+        self.on_evict = list(on_evict)
         self.references = dict(references or {})
         self.tracker = tracker or build_tracker(
             self.settings.rule_set(), self.settings.notifications
         )
         self.stats = PipelineStats()
-        self.streams: dict[StreamKey, ModelStream] = {}
-        self._by_index: list[ModelStream] = []
+        #: Least recently active first (see :meth:`_touch`).
+        self.streams: OrderedDict[StreamKey, ModelStream] = OrderedDict()
+        #: Streams by :attr:`ModelStream.index`, the number the label join remembers; an index
+        #: is never given to another stream, so a late label cannot grade the wrong one.
+        self._by_index: dict[int, ModelStream] = {}
+        self._next_index = 0
+        self._warming = 0  # streams holding a warm-up reservation
+        ev = self.settings.events
+        #: Judges event times (``events.max_future_skew``, ``events.max_age``).
+        self.clock = EventClock(ev.max_future_skew, ev.max_age)
         lab = self.settings.labels
         self.joiner = LabelJoiner(lab.ttl, lab.max_pending, predicted_many)
         self.rejections: list[Rejection] = []
@@ -190,9 +161,11 @@ class Pipeline:
         first_offset: int = 0,
         source: str = "",
         out: list[Transition] | None = None,
+        times: Sequence[float] | float | None = None,
     ) -> list[Transition]:
-        """Process consecutive input lines; ``first_offset`` is the offset of ``lines[0]``
-        (``out``: see :meth:`process_events`).
+        """Process consecutive input lines; ``first_offset`` is the offset of ``lines[0]``;
+        ``times``: the Kafka timestamp of each line (or all), see :meth:`admit`; ``out``: see
+        :meth:`process_events`.
 
         Lines are decoded by :mod:`monitor.fastdecode` first; the few it leaves to pydantic
         (anything but a plain prediction) are validated one by one with their reason.
@@ -201,12 +174,12 @@ class Pipeline:
         fast = self.decoder.lines(lines)
         positions = range(first_offset, first_offset + len(lines))
         if None not in fast:
-            return self.process_events(fast, positions, source, True, out)  # type: ignore[arg-type]
+            return self.process_events(fast, positions, source, True, out, times)  # type: ignore[arg-type]
         events = [
             ev if ev is not None else parse_event(raw, pos, max_bytes)
             for ev, raw, pos in zip(fast, lines, positions, strict=True)
         ]
-        return self.process_events(events, positions, source, False, out)
+        return self.process_events(events, positions, source, False, out, times)
 
     def process_events(
         self,
@@ -215,17 +188,22 @@ class Pipeline:
         source: str = "",
         predictions: bool = False,
         out: list[Transition] | None = None,
+        times: Sequence[float] | float | None = None,
+        admitted: bool = False,
     ) -> list[Transition]:
         """Process already-parsed events (or rejections) at their input positions.
 
         Positions increase within a source. Runs of consecutive predictions take the batch
         path (:meth:`_predictions`); ``predictions=True`` promises that every event is a
-        prediction without unknown fields (what :mod:`monitor.fastdecode` returns).
-        The state changes decided are appended to ``out`` (a new list by default) and
-        returned: if processing raises, the caller still has those decided before.
+        prediction without unknown fields (what :mod:`monitor.fastdecode` returns). Events
+        go through :meth:`admit` first (with ``times``) unless the caller did that
+        (``admitted``). The state changes decided are appended to ``out`` (a new list by
+        default) and returned: if processing raises, the caller still has those decided before.
         """
         if out is None:
             out = []
+        if not admitted:
+            events, positions, _ = self.admit(events, positions, source, times)
         if predictions:
             if events:
                 self._predictions(events, positions, source, out, checked=True)  # type: ignore[arg-type]
@@ -297,6 +275,7 @@ class Pipeline:
         _, event_id, prediction, timestamp = getters
         stream = self.streams.get(key)
         stream = self._new_stream(key) if stream is None else self._current(stream)
+        self._touch(stream)
         floor = self._floor(stream, source)
         if positions[0] <= floor or not _increasing(positions):
             # Re-delivered input: before what this stream applied, or a message twice in one
@@ -340,7 +319,9 @@ class Pipeline:
     def safe_position(self, source: str) -> int | None:
         """Input of ``source`` before this position is fully reflected in checkpoints (or had
         no effect on state); ``None`` when nothing of ``source`` awaits a checkpoint."""
-        pending = [s.unsaved_from[source] for s in self._by_index if source in s.unsaved_from]
+        pending = [
+            s.unsaved_from[source] for s in self.streams.values() if source in s.unsaved_from
+        ]
         return min(pending) if pending else None
 
     def take_checkpoints(self) -> dict[str, dict[str, Any]]:
@@ -366,24 +347,8 @@ class Pipeline:
         """
         assert not stream.pending, "checkpoint with collected events"
         stream.saved()
-        errors = stream.errors
         return {
-            "format": 1,
-            "key": list(stream.key),
-            "profile": (
-                stream.profile.json_dict
-                if stream.profile is not None and stream.profile.source == "warmup"
-                else None
-            ),
-            "profile_id": stream.profile.id if stream.profile is not None else None,
-            "windows": stream.windows,
-            "events": stream.events,
-            "labels": stream.labels,
-            "versions": stream.versions,
-            "last_time": stream.last_time,
-            "applied": stream.applied,
-            "detector": stream.detector.state() if stream.detector is not None else None,
-            "errors": errors.state() if errors is not None else None,
+            **stream.state(),
             "alerts": self.tracker.snapshot_group(stream.group),
             "label_alerts": self.tracker.snapshot_group(stream.group + "/labels"),
         }
@@ -399,14 +364,7 @@ class Pipeline:
                 f"checkpoint of {stream.group} needs reference {state['profile_id']}, "
                 "which is not loaded"
             )
-        if stream.detector is not None and state.get("detector") is not None:
-            stream.detector.load_state(state["detector"])
-        stream.windows = int(state["windows"])
-        stream.events = int(state["events"])
-        stream.labels = int(state.get("labels", 0))
-        stream.versions = dict(state.get("versions") or {})
-        stream.last_time = float(state["last_time"])
-        stream.applied = {str(k): int(v) for k, v in state["applied"].items()}
+        stream.load_state(state)
         if state.get("errors") is not None:
             stream.errors = self._error_monitor(stream)
             stream.errors.load_state(state["errors"])
@@ -435,12 +393,10 @@ class Pipeline:
         if kind == "label":
             self._label(event, offset, out, source)  # type: ignore[arg-type]
             return
-        if kind == "prediction":
-            key = (event["model"], event["model_version"])  # type: ignore[typeddict-item]
-        else:
-            key = (event["model"], FEATURE_STREAM_VERSION)
+        key: StreamKey = stream_key(event)  # type: ignore[assignment]  # not a label
         stream = self.streams.get(key)
         stream = self._new_stream(key) if stream is None else self._current(stream)
+        self._touch(stream)
         if offset <= self._floor(stream, source):
             stats.duplicates += 1
             return
@@ -466,6 +422,7 @@ class Pipeline:
         stream.offsets = (stream.offsets[0], offset)
         if stream.detector is None:
             stream.learn_profile()
+            self._release(stream)
             self._compile(stream)
             self._checkpoint(stream)
             return
@@ -510,16 +467,22 @@ class Pipeline:
         applied = state.get("applied") or {}
         if all(int(pos) <= stream.last_position(src) for src, pos in applied.items()):
             return stream
-        del self.streams[stream.key]
+        self._remove(stream)
         self.stats.stale += 1
-        return self._new_stream(stream.key)
+        return self._new_stream(stream.key, stream.index)
 
-    def _new_stream(self, key: StreamKey) -> ModelStream:
+    def _new_stream(
+        self, key: StreamKey, index: int | None = None, state: Any = MISSING
+    ) -> ModelStream:
+        """A new stream for ``key`` (restored from its checkpoint if there is one: ``state``
+        when the caller read it already); ``index``: the slot of the stream it replaces."""
         cfg = self.settings
-        old = next((s.index for s in self._by_index if s.key == key), None)
+        if index is None:
+            index = self._next_index
+            self._next_index += 1
         stream = ModelStream(
             key=key,
-            index=len(self._by_index) if old is None else old,
+            index=index,
             settings=self._detector_settings,
             warmup_events=cfg.reference.warmup_events,
             bins=cfg.reference.bins,
@@ -532,41 +495,29 @@ class Pipeline:
             stream.use_profile(ref)
             self._compile(stream)
         self.streams[key] = stream
-        if old is None:
-            self._by_index.append(stream)
-        else:
-            self._by_index[old] = stream
-        if self.checkpoints is not None:
-            state = self.checkpoints(stream.group)
-            if state is not None:
-                self.restore_stream(stream, state)
+        self._by_index[index] = stream
+        stream.touched = self.clock.latest
+        if state is MISSING:
+            state = self.checkpoints(stream.group) if self.checkpoints is not None else None
+        if state is not None:
+            self.restore_stream(stream, state)
+        if stream.detector is None:
+            stream.reserved = True
+            self._warming += 1
         return stream
 
-    def _compile(self, stream: ModelStream) -> None:
-        """Compile the stream's feature schema into the decoder (see ``FastDecoder``).
+    def _evicted(self, stream: ModelStream) -> None:
+        self.stats.evicted += 1
+        if stream.pending:
+            self.stats.warnings["evicted_events"] += len(stream.pending)
 
-        A categorical feature whose reference vocabulary looks closed (no rare category and
-        no value seen only once, so new values are improbable) is compiled as that set of
-        strings: the decoder then returns the reference's own string objects, with no new
-        string to allocate and hash per event. A value outside the set sends its event to the
-        general decoder (and its window to the general column path), which counts it as
-        unseen.
-        """
+    def _compile(self, stream: ModelStream) -> None:
+        """Compile the stream's feature schema into the decoder (see ``FastDecoder`` and
+        :meth:`ModelStream.schema_kinds`)."""
         det = stream.detector
-        if det is None:
-            return
-        kinds: list[tuple[str, Any]] = []
-        for name, index in zip(det.categorical_names, det.indexes, strict=False):
-            values = [k for k in index if k is not None]
-            types = set(map(type, values))
-            if len(types) > 1 or not types <= {str, bool}:
-                return  # a feature of mixed kinds: every window takes the general path
-            kind: Any = types.pop() if types else str
-            ref = det.profile.categorical[name]
-            if kind is str and values and not ref.rare and not ref.singletons:
-                kind = Literal[tuple(values)]
-            kinds.append((name, kind))
-        stream.schema = self.decoder.compile(det.numeric_names, kinds)
+        kinds = stream.schema_kinds()
+        if det is not None and kinds is not None:
+            stream.schema = self.decoder.compile(det.numeric_names, kinds)
 
     def _error_monitor(self, stream: ModelStream) -> ErrorMonitor:
         det = stream.detector
@@ -579,7 +530,11 @@ class Pipeline:
         found = self.joiner.pop(event["event_id"])
         if found is None:
             return
-        stream = self._by_index[found.stream]
+        stream = self._by_index.get(found.stream)
+        if stream is None:  # its prediction's stream was evicted since
+            self.stats.warnings["label_stream_evicted"] += 1
+            return
+        self._touch(stream)
         if offset <= self._floor(stream, source):
             self.stats.duplicates += 1
             return
@@ -620,47 +575,4 @@ class Pipeline:
         return transitions
 
     def _signal(self, stream: ModelStream, f: Finding, window: tuple[int, int]) -> Signal:
-        model, version = stream.key
-        alertname = ALERT_NAMES[f.kind]
-        labels: list[tuple[str, str]] = [("model", model), ("model_version", version)]
-        if f.kind in {"feature_drift", "data_quality"}:
-            labels.append(("feature", f.subject))
-        if f.kind == "data_quality":
-            labels.append(("check", f.check))
-        if f.kind == "prediction_drift":
-            labels.append(("output", f.subject))
-        if f.kind == "performance":
-            labels.append(("metric", f.statistic))
-        rule = self.tracker.rules.rule(alertname)
-        # Input positions may pack more than an offset (the Kafka adapter packs the index in
-        # an envelope below ``position_shift`` bits); people read offsets.
-        first, last = window[0] >> self.position_shift, window[1] >> self.position_shift
-        profile_id = stream.profile.id if stream.profile is not None else ""
-        what = {
-            "feature_drift": f"Feature {f.subject} of {model} {version} drifted",
-            "prediction_drift": f"The {f.subject} output of {model} {version} drifted",
-            "data_quality": (
-                f"Data-quality check {f.check} fails on {f.subject} of {model} {version}"
-            ),
-            "latency": f"Latency of {model} {version} regressed",
-            "performance": f"{f.statistic} of {model} {version} rose",
-        }[f.kind]
-        ann = {
-            "summary": rule.summary or what + ".",
-            "description": (
-                f"{what}: {f.statistic} {_fmt(f.value)} against threshold {_fmt(f.threshold)} "
-                f"in events {first}-{last} (reference {profile_id})."
-            ),
-            "statistic": f.statistic,
-            "value": _fmt(f.value),
-            "threshold": _fmt(f.threshold),
-            "reference_id": profile_id,
-            "window_offsets": f"{first}-{last}",
-        }
-        for k, v in f.details:
-            ann[k] = _fmt(v)
-        vers = stream.versions
-        for name in ("code", "data", "features"):
-            if name in vers:
-                ann[f"{name}_version"] = vers[name]
-        return Signal(alertname, tuple(labels), ann)
+        return signal_of(stream, f, window, self.tracker.rules, self.position_shift)

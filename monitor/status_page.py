@@ -130,6 +130,11 @@ class StatusHistory:
             s.n = snap.n
             s.findings = snap.findings
 
+    def forget(self, group: str) -> None:
+        """Drop the history of a model version the pipeline evicted (``limits``)."""
+        with self._lock:
+            self._streams.pop(group, None)
+
     def send(self, transitions: list[Transition]) -> None:
         """Alert sink: track active alerts and remember past changes."""
         with self._lock:

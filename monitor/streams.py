@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -319,6 +320,10 @@ class ModelStream:
     applied: dict[str, int] = field(default_factory=dict)
     #: Highest position seen per source since the last checkpoint.
     seen: dict[str, int] = field(default_factory=dict)
+    #: The pipeline's event clock when an event of this stream was last accepted (idleness).
+    touched: float = -math.inf
+    #: Whether this stream holds a warm-up reservation (``limits.max_warmup_events``).
+    reserved: bool = False
 
     def note(self, source: str, position: int) -> None:
         """Record that input at ``position`` of ``source`` changed this stream's state."""
@@ -348,6 +353,64 @@ class ModelStream:
     def capacity(self) -> int:
         """Events to collect before the next step (warm-up or window)."""
         return self.settings.window_size if self.detector is not None else self.warmup_events
+
+    def state(self) -> dict[str, Any]:
+        """This stream's part of its checkpoint (JSON-friendly; the pipeline adds alerts)."""
+        profile, errors = self.profile, self.errors
+        return {
+            "format": 1,
+            "key": list(self.key),
+            "profile": (
+                profile.json_dict if profile is not None and profile.source == "warmup" else None
+            ),
+            "profile_id": profile.id if profile is not None else None,
+            "windows": self.windows,
+            "events": self.events,
+            "labels": self.labels,
+            "versions": self.versions,
+            "last_time": self.last_time,
+            "applied": self.applied,
+            "detector": self.detector.state() if self.detector is not None else None,
+            "errors": errors.state() if errors is not None else None,
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Load the counts and detector state of :meth:`state` (profile and errors apart)."""
+        if self.detector is not None and state.get("detector") is not None:
+            self.detector.load_state(state["detector"])
+        self.windows = int(state["windows"])
+        self.events = int(state["events"])
+        self.labels = int(state.get("labels", 0))
+        self.versions = dict(state.get("versions") or {})
+        self.last_time = float(state["last_time"])
+        self.applied = {str(k): int(v) for k, v in state["applied"].items()}
+
+    def schema_kinds(self) -> list[tuple[str, Any]] | None:
+        """The categorical features' kinds to compile a decoder schema with (``None``: no
+        detector yet, or a feature of mixed kinds, whose windows take the general path).
+
+        A categorical feature whose reference vocabulary looks closed (no rare category and
+        no value seen only once, so new values are improbable) is compiled as that set of
+        strings: the decoder then returns the reference's own string objects, with no new
+        string to allocate and hash per event. A value outside the set sends its event to the
+        general decoder (and its window to the general column path), which counts it as
+        unseen.
+        """
+        det = self.detector
+        if det is None:
+            return None
+        kinds: list[tuple[str, Any]] = []
+        for name, index in zip(det.categorical_names, det.indexes, strict=False):
+            values = [k for k in index if k is not None]
+            types = set(map(type, values))
+            if len(types) > 1 or not types <= {str, bool}:
+                return None
+            kind: Any = types.pop() if types else str
+            ref = det.profile.categorical[name]
+            if kind is str and values and not ref.rare and not ref.singletons:
+                kind = Literal[tuple(values)]
+            kinds.append((name, kind))
+        return kinds
 
     def use_profile(self, profile: ReferenceProfile) -> None:
         """Start evaluating windows against ``profile``."""

@@ -517,6 +517,11 @@ class KafkaTracing:
             (), self._offsets(stream), window.n, stream.windows
         )
 
+    def stream_evicted(self, stream: ModelStream) -> None:
+        """Forget the evidence of an evicted stream."""
+        self._evidence.pop(stream.group, None)
+        self._evidence.pop(stream.group + "/labels", None)
+
     def _offsets(self, stream: ModelStream) -> dict[str, tuple[int, int]]:
         shift = self.position_shift
         if stream.unsaved_from:

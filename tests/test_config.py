@@ -80,7 +80,8 @@ def test_durations() -> None:
     assert parse_duration("1h30m") == 5400.0
     assert parse_duration("90s") == 90.0
     assert parse_duration(0) == 0.0
-    for bad in ("", "5 minutes", -1, True, "1d"):
+    assert parse_duration("7d") == parse_duration("168h") == 604800.0
+    for bad in ("", "5 minutes", -1, True, "1w", "d"):
         with pytest.raises(ValueError):
             parse_duration(bad)
 

@@ -48,11 +48,16 @@ class Topics:
     def config(
         self, path: Path, bootstrap: str, partitions: int, extra: str = "", kafka_extra: str = ""
     ) -> Path:
+        # The simulated streams happened on 2026-01-01 and are produced now: the worker judges
+        # event times against the message timestamps (the broker's clock), so the bounds are
+        # wide here (a century; year 1 and 9999 stay out). Stamping the messages with the
+        # events' time instead would let the test broker's 1 h retention delete them.
         path.write_text(
             f"kafka:\n  bootstrap_servers: '{bootstrap}'\n  group_id: {self.group}\n"
             f"  partitions: {partitions}\n{kafka_extra}"
             f"topics:\n  predictions: {self.predictions}\n  features: {self.features}\n"
-            f"  labels: {self.labels}\n  dead_letter: {self.dead_letter}\n" + extra,
+            f"  labels: {self.labels}\n  dead_letter: {self.dead_letter}\n"
+            f"events:\n  max_future_skew: 36500d\n  max_age: 36500d\n" + extra,
             encoding="utf-8",
         )
         return path

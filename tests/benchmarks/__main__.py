@@ -11,13 +11,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import detector_core, instructions, kafka_e2e, memory, replay_e2e
+from tests.benchmarks import (
+    cardinality,
+    detector_core,
+    instructions,
+    kafka_e2e,
+    memory,
+    replay_e2e,
+)
 from tests.benchmarks.harness import BenchResult, Context, log, system_info, table, write_json
 
 BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
     "detector_core": detector_core.run,
     "replay_e2e": replay_e2e.run,
     "memory": memory.run,
+    "cardinality": cardinality.run,
     "kafka_e2e": kafka_e2e.run,
     "instructions": instructions.run,
 }
