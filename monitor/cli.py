@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from alerting.sinks import AlertSink, FanoutSink, JsonlSink
@@ -32,7 +33,14 @@ def _simulate(args: argparse.Namespace) -> int:
     if not args.out and not args.to:
         raise ConfigError("simulate: give --out FILE and/or --to kafka://HOST:PORT/TOPIC")
     try:
-        sim = generate(args.scenario, args.events, args.seed, args.rate, onset=args.onset)
+        sim = generate(
+            args.scenario,
+            args.events,
+            args.seed,
+            args.rate,
+            onset=args.onset,
+            start=_start(args.start, bool(args.to), args.events, args.rate),
+        )
     except ValueError as exc:
         raise ConfigError(f"simulate: {exc}") from exc
     if args.out:
@@ -66,6 +74,23 @@ def _simulate(args: argparse.Namespace) -> int:
             return 1
         print(f"published {sent:,} events to {args.to} (batch {args.batch})", file=sys.stderr)
     return 0
+
+
+def _start(value: str | None, live: bool, events: int, rate: float) -> datetime | None:
+    """``simulate --start``: an RFC 3339 time, or ``now`` (the last event stamped about now).
+    Published streams (``--to``) default to ``now``: the worker rejects events older than
+    ``events.max_age`` as clock skew, so a stream stamped in the past would be refused whole."""
+    if value is None:
+        value = "now" if live else None
+    if value is None:
+        return None
+    if value == "now":
+        return datetime.now(UTC) - timedelta(seconds=events / rate if rate > 0 else 0.0)
+    try:
+        start = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"start must be RFC 3339 or 'now', got {value!r}") from exc
+    return start if start.tzinfo is not None else start.replace(tzinfo=UTC)
 
 
 def _observability_settings(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -301,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rate", type=float, default=100.0, help="events per second (event time)")
     p.add_argument("--onset", type=float, default=0.5, help="incident start, fraction of events")
+    p.add_argument(
+        "--start",
+        help="first event's time, RFC 3339 or 'now' (the last event about now); "
+        "default 2026-01-01T00:00:00Z, or 'now' with --to",
+    )
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("replay", help="run the monitor over a JSONL file of events")

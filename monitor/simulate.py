@@ -42,6 +42,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 import numpy as np
@@ -225,9 +226,9 @@ def _spec(name: str) -> _NumSpec:
     raise KeyError(name)
 
 
-def _iso(ms: NDArray[np.int64]) -> NDArray[np.str_]:
-    """RFC 3339 UTC timestamps with milliseconds for offsets (ms) from the start."""
-    stamps = START_MS + ms.astype("timedelta64[ms]")
+def _iso(start: np.datetime64, ms: NDArray[np.int64]) -> NDArray[np.str_]:
+    """RFC 3339 UTC timestamps with milliseconds for offsets (ms) from ``start``."""
+    stamps = start + ms.astype("timedelta64[ms]")
     return np.datetime_as_string(stamps, unit="ms", timezone="UTC")
 
 
@@ -313,8 +314,10 @@ class Simulation:
         onset: float,
         model: str,
         model_version: str,
+        start: np.datetime64 = START_MS,
     ) -> None:
         self.scenario = scenario
+        self.start = start
         self.events = events
         self.seed = seed
         self.rate = float(rate)
@@ -557,7 +560,7 @@ class Simulation:
 
     def _timestamps(self, idx: NDArray[np.int64]) -> NDArray[np.str_]:
         ms = np.floor(idx * 1000.0 / self.rate).astype(np.int64)
-        return _iso(ms)
+        return _iso(self.start, ms)
 
     def _push_labels(
         self,
@@ -776,13 +779,19 @@ def generate(
     onset: float = 0.5,
     model: str = "fraud",
     model_version: str = "v1",
+    start: datetime | None = None,
 ) -> Simulation:
     """Create a lazily generated :class:`Simulation` of ``events`` prediction events.
 
-    ``rate`` is events per second (event ``i`` happens ``i / rate`` seconds after
-    2026-01-01T00:00:00Z); the incident starts at prediction event
-    ``floor(onset * events)``.  Raises :class:`ValueError` naming the offending parameter.
+    ``rate`` is events per second (event ``i`` happens ``i / rate`` seconds after ``start``,
+    an aware datetime, 2026-01-01T00:00:00Z by default); the incident starts at prediction
+    event ``floor(onset * events)``.  Raises :class:`ValueError` naming the offending parameter.
     """
+    first = START_MS
+    if start is not None:
+        if not isinstance(start, datetime) or start.utcoffset() is None:
+            raise ValueError(f"start must be an aware datetime, got {start!r}")
+        first = np.datetime64(round(start.timestamp() * 1000), "ms")
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}; got {scenario!r}")
     events = _check_positive_int("events", events)
@@ -814,4 +823,5 @@ def generate(
         onset=float(onset),
         model=model,
         model_version=model_version,
+        start=first,
     )

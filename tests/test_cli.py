@@ -132,3 +132,28 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "ref.json: profiles[0]: invalid reference profile" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["simulate", "--scenario", "nope", "--events", "1", "--out", "x"])
+
+
+def test_simulate_start_now_stamps_the_last_event_about_now(tmp_path: Path) -> None:
+    """``--start now`` (the default with ``--to``): a published stream is within the worker's
+    ``events.max_age``, which would refuse a stream stamped on 2026-01-01 as clock skew."""
+    from datetime import UTC, datetime
+
+    out = tmp_path / "events.jsonl"
+    before = datetime.now(UTC).timestamp()
+    args = ["simulate", "--scenario", "steady", "--events", "200", "--rate", "10", "--out"]
+    assert main([*args, str(out), "--start", "now"]) == 0
+    after = datetime.now(UTC).timestamp()
+    stamps = [
+        datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()
+        for line in out.read_text().splitlines()
+        if '"prediction"' in line
+    ]
+    assert len(stamps) == 200
+    # 200 events at 10/s span 19.9 s; the first is stamped 20 s before the call.
+    assert before - 20.0 - 0.001 <= stamps[0] <= after - 20.0 + 0.001
+    assert stamps[-1] - stamps[0] == pytest.approx(19.9, abs=0.001)
+    assert main([*args, str(out), "--start", "2030-05-06T07:08:09Z"]) == 0
+    first = json.loads(out.read_text().splitlines()[0])["timestamp"]
+    assert first == "2030-05-06T07:08:09.000Z"
+    assert main([*args, str(out), "--start", "yesterday"]) == 2
