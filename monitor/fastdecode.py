@@ -52,12 +52,20 @@ from typing import Annotated, Any, Literal, TypeAlias, cast, get_args, get_origi
 import msgspec
 import numpy as np
 from msgspec import UNSET, Meta, UnsetType
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
-from monitor._featcols import FeatureRow, Parser, attach, gather
+from monitor._featcols import FeatureRow, Parser, attach, gather, scan
 from monitor.events import Event, PredictionEvent
 
-_ERRORS = (msgspec.DecodeError, ValueError)
+# msgspec's errors for input it refuses; deep nesting raises RecursionError in its skipping of
+# raw values (features), which pydantic refuses with its reason too.
+_ERRORS = (msgspec.DecodeError, ValueError, RecursionError)
+
+#: The deepest JSON nesting taken here: pydantic's parser refuses text nested deeper than 200
+#: (msgspec, below Python's recursion limit, does not), so such text goes to pydantic.
+MAX_DEPTH = 200
+#: The default per-event size limit (``events.max_bytes``).
+MAX_BYTES = 1 << 20
 
 
 class _Record(msgspec.Struct, gc=False):
@@ -232,18 +240,16 @@ class FeatureSchema:
     ``numeric`` and ``categorical`` name the features; ``parser`` holds each categorical
     feature's kind (any string, ``bool``, or a closed set of strings). Every feature is
     required, numeric ones hold a number or null and categorical ones a value of their kind or
-    null; no other feature is allowed. :meth:`decode_one` decodes everything but the features
-    with msgspec (``one``, features left raw), then parses them (:meth:`attach`);
-    :meth:`decode_many` parses an envelope's features first and msgspec decodes the rest
-    (``indexed``).
+    null; no other feature is allowed. msgspec decodes an event (``one``) or an envelope
+    (``many``) but its features, which it leaves raw: it finds each event's ``features`` value
+    by the JSON's structure; the C parser then parses those values, and only those (:meth:`attach`).
     """
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     layout: RowLayout
     one: msgspec.json.Decoder[FastPrediction]
-    #: Envelopes whose features ``split`` replaced by their row numbers.
-    indexed: msgspec.json.Decoder[_Envelope]
+    many: msgspec.json.Decoder[_Envelope]
     #: The C parser of these features (``monitor/_featcols.c``).
     parser: Parser
 
@@ -261,27 +267,27 @@ class FeatureSchema:
             value = self.one.decode(raw)
         except _ERRORS:
             return None
+        if scan(raw, len(raw), MAX_DEPTH) is None:  # see decode_scanned
+            return None
         return None if self.attach([value]) else value
 
-    def decode_many(self, raw: bytes) -> list[FastPrediction] | None:
-        """The events of an envelope of this schema's events, or ``None``.
+    def decode_many(self, raw: bytes, max_bytes: int = MAX_BYTES) -> list[FastPrediction] | None:
+        """The events of an envelope of this schema's events, or ``None`` (also when an event
+        spans more than ``max_bytes``)."""
+        checked = scan(raw, max_bytes, MAX_DEPTH)
+        return None if checked is None or checked else self.decode_scanned(raw)
 
-        One C pass (``split``) parses every ``"features"`` object and gives the envelope back
-        with each replaced by its row number; msgspec decodes and checks the rest without going
-        over the features again; there must be one row per event and event ``i`` must hold
-        row ``i``."""
-        got = self.parser.split(raw)
-        if got is None:
-            return None
-        rest, values, columns, rows = got
+    def decode_scanned(self, raw: bytes) -> list[FastPrediction] | None:
+        """:meth:`decode_many` of an envelope that ``scan`` passed: its strings are UTF-8 and
+        it nests no deeper than :data:`MAX_DEPTH`, as pydantic requires of the whole text.
+        msgspec checks only the grammar of a raw value, and one it drops (a repeated
+        ``features`` or ``events`` key: the last is kept, as pydantic keeps it) is never
+        parsed again; the scan is what makes such a value one pydantic accepts too."""
         try:
-            events = self.indexed.decode(rest).events
+            events = self.many.decode(raw).events
         except _ERRORS:
             return None
-        if len(events) != rows:  # a features object outside an event's features
-            return None
-        block = (values, columns, self.layout)
-        return events if attach(events, block, FastRow, "features", True) else None
+        return None if self.attach(events) else events
 
     def owns(self, features: object) -> bool:
         """Whether ``features`` were parsed by this schema."""
@@ -371,17 +377,9 @@ def compile_schema(
         gc=False,
         module=__name__,
     )
-    indexed = msgspec.defstruct(
-        f"{name}IndexedPrediction",
-        [("features", int)],
-        bases=(FastPrediction,),
-        forbid_unknown_fields=True,
-        gc=False,
-        module=__name__,
-    )
-    indexed_envelope = msgspec.defstruct(
-        f"{name}IndexedEnvelope",
-        [("events", list[indexed])],  # type: ignore[valid-type]
+    envelope = msgspec.defstruct(
+        f"{name}Envelope",
+        [("events", list[prediction])],  # type: ignore[valid-type]
         bases=(_Envelope,),
         forbid_unknown_fields=True,
         gc=False,
@@ -392,7 +390,7 @@ def compile_schema(
         tuple(f for f, _ in categorical),
         layout,
         msgspec.json.Decoder(prediction),
-        msgspec.json.Decoder(indexed_envelope),
+        msgspec.json.Decoder(envelope),
         Parser(tuple(numeric), tuple(f for f, _ in categorical), tuple(kinds)),
     )
 
@@ -419,9 +417,14 @@ def as_event(event: FastPrediction | PredictionEvent) -> PredictionEvent:
     return event
 
 
-def _fixed(value: FastPrediction) -> FastPrediction:
+def _fixed(value: FastPrediction) -> FastPrediction | None:
+    """The event with an integer timestamp converted as pydantic converts it; ``None`` when
+    pydantic refuses it (beyond year 9999: pydantic then gives the reason)."""
     if type(value.timestamp) is int:
-        value.timestamp = _TIMESTAMP.validate_python(value.timestamp)
+        try:
+            value.timestamp = _TIMESTAMP.validate_python(value.timestamp)
+        except ValidationError:
+            return None
     return value
 
 
@@ -452,14 +455,24 @@ def _first_of(
 class FastDecoder:
     """Decodes prediction events with the compiled schemas first, then the general decoder.
 
-    :meth:`compile` adds a model version's schema (at most :attr:`MAX_SCHEMAS`; identical
-    schemas share one). A line no schema takes costs a failed attempt per schema, up to where
-    it differs (usually within its features), before the general decoder takes it.
+    ``max_bytes`` is the per-event size limit (``events.max_bytes``): a single event longer,
+    or an envelope with an event that spans more, is left to pydantic, which rejects it as
+    ``too_large``. :meth:`compile` adds a model version's schema (at most
+    :attr:`MAX_SCHEMAS`; identical schemas share one). A line no schema takes costs a failed
+    attempt per schema, up to where it differs (usually within its features), before the
+    general decoder takes it.
+
+    Nothing here raises on any input: what it cannot decode is ``None`` (pydantic decides and
+    gives the reason). An exception from a defect here is counted in :attr:`failures` and the
+    input left to pydantic likewise, so that a bug costs speed, never a message.
     """
 
     MAX_SCHEMAS = 4
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        #: Unexpected exceptions caught (each input concerned was left to pydantic).
+        self.failures = 0
         self._schemas: dict[tuple[Any, ...], FeatureSchema] = {}
         self._one: list[Callable[[bytes], FastPrediction | None]] = [_general_one]
         self._many: list[Callable[[bytes], list[FastPrediction] | None]] = [_general_many]
@@ -477,12 +490,18 @@ class FastDecoder:
             self._schemas[key] = schema
             typed = list(self._schemas.values())
             self._one = [*(s.decode_one for s in typed), _general_one]
-            self._many = [*(s.decode_many for s in typed), _general_many]
+            self._many = [*(s.decode_scanned for s in typed), _general_many]
         return schema
 
     def prediction(self, raw: bytes) -> FastPrediction | None:
         """One prediction event from its JSON bytes, or ``None`` when pydantic must decide."""
-        return _first_of(self._one, raw)
+        if len(raw) > self.max_bytes:
+            return None
+        try:
+            return _first_of(self._one, raw)
+        except Exception:  # a defect, not the input: pydantic decides
+            self.failures += 1
+            return None
 
     def lines(self, lines: Iterable[bytes]) -> list[FastPrediction | None]:
         """:meth:`prediction` of every line; with a compiled schema, its decoder takes the
@@ -490,18 +509,33 @@ class FastDecoder:
         lines = list(lines)
         if not self._schemas:
             return list(map(self.prediction, lines))
+        try:
+            return self._lines(lines)
+        except Exception:  # a defect, not the input: each line on its own
+            self.failures += 1
+            return list(map(self.prediction, lines))
+
+    def _lines(self, lines: list[bytes]) -> list[FastPrediction | None]:
         schema = next(iter(self._schemas.values()))
         decode = schema.one.decode
+        limit = self.max_bytes
         out: list[FastPrediction | None] = [None] * len(lines)
         typed: list[FastPrediction] = []
         at: list[int] = []
         rest: list[int] = []
         for k, raw in enumerate(lines):
+            if len(raw) > limit:
+                continue  # pydantic rejects it as too_large, unparsed
             try:
-                typed.append(decode(raw))
-                at.append(k)
+                value = decode(raw)
             except _ERRORS:
                 rest.append(k)
+                continue
+            if scan(raw, limit, MAX_DEPTH) is None:  # see FeatureSchema.decode_scanned
+                rest.append(k)
+                continue
+            typed.append(value)
+            at.append(k)
         failed = schema.attach(typed) if typed else []
         for bad in failed:  # features of another kind: the other decoders decide
             rest.append(at[bad])
@@ -517,12 +551,25 @@ class FastDecoder:
     def envelope(self, raw: bytes) -> list[FastPrediction] | None:
         """The events of a batch envelope ``{"events": [...]}`` of valid predictions, or
         ``None`` when any element (or the envelope) needs pydantic's judgement."""
+        try:
+            return self._envelope(raw)
+        except Exception:  # a defect, not the input: pydantic decides
+            self.failures += 1
+            return None
+
+    def _envelope(self, raw: bytes) -> list[FastPrediction] | None:
+        # One pass before any decoding: an event over the size limit is left to pydantic
+        # (too_large) unparsed; the compiled decoders need the rest of what it checks.
+        if self._schemas or len(raw) > self.max_bytes:
+            checked = scan(raw, self.max_bytes, MAX_DEPTH)
+            if checked is None or checked:
+                return None
         for decode in self._many:
             events = decode(raw)
             if events is not None:
                 for ev in events:
-                    if type(ev.timestamp) is int:
-                        _fixed(ev)
+                    if type(ev.timestamp) is int and _fixed(ev) is None:
+                        return None
                 return events
         return None
 
