@@ -31,6 +31,12 @@ type checks and no per-value Python object: its columns are copied out of the bl
 another kind) makes its envelope go to the general decoder instead, and its window take the
 general path that counts those problems.
 
+Input is untrusted. msgspec finds each event's features by the JSON's structure, so no event
+takes features from elsewhere; a repeated key keeps its last value, as pydantic does, and
+``_featcols.scan`` checks the whole text for what pydantic refuses even in a dropped value
+(UTF-8, nesting deeper than 200). An event over ``max_bytes`` is never decoded here. Nothing here
+raises: what it cannot decode, pydantic decides, with the reason.
+
 Decoded events stay msgspec structs (:class:`FastPrediction`): turning them into dicts would cost
 as much again as decoding. They read like the schema's dicts (``ev["features"]``, ``ev.get(...)``,
 ``in``, iteration; ``collections.abc.Mapping``), so every consumer of events takes them; the

@@ -125,15 +125,15 @@ def reasons(parsed: Any) -> list[str]:
         (FAR_FUTURE, "invalid_timestamp"),
         (envelope(DEEP), "too_deep"),
         (envelope(FAR_FUTURE), "invalid_timestamp"),
-        (envelope(GOOD, FAR_FUTURE.replace(b'"features":{}', b'"features":{"x":1,"c":"DE"}')), ""),
+        (envelope(GOOD, FAR_FUTURE.replace(b"{}", b'{"x":1,"c":"DE"}')), "invalid_timestamp"),
     ],
 )
 def test_poison_messages_are_rejected_with_their_reason(raw: bytes, reason: str) -> None:
     for decoder in decoders():
-        assert fast_results(decoder, raw) == [None] * len(fast_results(decoder, raw))
+        assert all(r is None for r in fast_results(decoder, raw))
         assert decoder.failures == 0  # refused as input, not caught as a defect
     got = reasons(parse_message(raw))
-    assert got[-1] == (reason or "invalid_timestamp")
+    assert got[-1] == reason
     if raw[:9] != b'{"events"':
         assert reasons([parse_event(raw)]) == [reason]
 
@@ -279,7 +279,8 @@ def test_a_lone_surrogate_in_a_closed_vocabulary_makes_nothing_raise() -> None:
 def test_a_failed_allocation_in_number_raises_memory_error() -> None:
     """Numbers of 128 characters or more take an allocation; every allocation of a parse is
     made to fail in turn: each failure is a MemoryError, never an error without exception."""
-    testcapi = pytest.importorskip("_testcapi")
+    import _testcapi as testcapi  # type: ignore[import-not-found]  # CPython test hooks
+
     parser = Parser(("x",), (), ())
     raws = [b'{"x": 1.' + b"1" * 200 + b"}"]
     outcomes = set()
