@@ -298,7 +298,8 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-/* A JSON number at c->p into *out, correctly rounded; -1 when it is not a finite double. */
+/* A JSON number at c->p into *out, correctly rounded; -1 when it is not a finite double, -2
+ * with MemoryError set. */
 static int
 number(Cursor *c, double *out)
 {
@@ -391,8 +392,10 @@ number(Cursor *c, double *out)
         char *tmp = buf;
         if (n >= (Py_ssize_t)sizeof(buf)) {
             tmp = PyMem_Malloc(n + 1);
-            if (tmp == NULL)
+            if (tmp == NULL) {
+                PyErr_NoMemory(); /* -2 promises an exception set */
                 return -2;
+            }
         }
         memcpy(tmp, s, n);
         tmp[n] = '\0';
@@ -602,6 +605,35 @@ parse_one(Cursor *c, Key *keys, Py_ssize_t nkeys, char *seen, double *row, PyObj
     return count == nkeys ? 0 : -1;
 }
 
+/* The members of a closed set that a JSON string can be: str with a UTF-8 form (their UTF-8 is
+ * cached in them for category()); a member with a lone surrogate can match no valid input, and
+ * looking up its UTF-8 would raise on every event. A new reference, or NULL with an error. */
+static PyObject *
+closed_set(PyObject *kind)
+{
+    Py_ssize_t m = PyTuple_GET_SIZE(kind), kept = 0;
+    PyObject *set = PyTuple_New(m);
+    if (set == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        PyObject *member = PyTuple_GET_ITEM(kind, i);
+        if (!PyUnicode_Check(member))
+            continue;
+        if (PyUnicode_AsUTF8AndSize(member, NULL) == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+                Py_DECREF(set);
+                return NULL;
+            }
+            PyErr_Clear();
+            continue;
+        }
+        PyTuple_SET_ITEM(set, kept++, Py_NewRef(member));
+    }
+    PyObject *taken = PyTuple_GetSlice(set, 0, kept);
+    Py_DECREF(set);
+    return taken;
+}
+
 static void
 release_keys(char *seen, Key *keys, Py_ssize_t n)
 {
@@ -636,11 +668,18 @@ setup_keys(PyObject *numeric, PyObject *categorical, PyObject *kinds, PyObject *
         PyObject *name = i < f ? PyTuple_GET_ITEM(numeric, i) : PyTuple_GET_ITEM(categorical, i - f);
         const char *s = PyUnicode_AsUTF8AndSize(name, &keys[i].len);
         if (s == NULL) {
-            release_keys(seen, keys, i);
-            return NULL;
+            /* A name with a lone surrogate has no UTF-8 form, so no JSON key is this feature:
+             * every object lacks it and goes to the general decoder. */
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+                release_keys(seen, keys, i);
+                return NULL;
+            }
+            PyErr_Clear();
+            s = "";
+            keys[i].len = -1;
         }
         keys[i].key = s;
-        keys[i].plain = 1;
+        keys[i].plain = keys[i].len >= 0;
         for (Py_ssize_t b = 0; b < keys[i].len; b++) {
             if ((unsigned char)s[b] < 0x20 || s[b] == '"' || s[b] == '\\')
                 keys[i].plain = 0;
@@ -658,7 +697,11 @@ setup_keys(PyObject *numeric, PyObject *categorical, PyObject *kinds, PyObject *
             }
             else if (PyTuple_Check(kind)) {
                 keys[i].kind = 2;
-                keys[i].set = Py_NewRef(kind);
+                keys[i].set = closed_set(kind);
+                if (keys[i].set == NULL) {
+                    release_keys(seen, keys, i);
+                    return NULL;
+                }
             }
             else {
                 release_keys(seen, keys, i);
@@ -872,157 +915,260 @@ featcols_epochs(PyObject *module, PyObject *stamps)
 
 /* ------------------------------------------------------------------ envelopes */
 
-/* A growing output buffer. */
-typedef struct {
-    char *buf;
-    Py_ssize_t len;
-    Py_ssize_t cap;
-} Out;
-
-static int
-out_put(Out *o, const char *s, Py_ssize_t n)
+/* The length of the UTF-8 sequence at s (its first byte is >= 0x80), or -1 when it is not
+ * valid UTF-8 (an overlong form, a surrogate, beyond U+10FFFF or cut short), as Python's
+ * strict decoder and pydantic's JSON parser judge it. */
+static inline Py_ssize_t
+utf8_sequence(const unsigned char *s, const unsigned char *end)
 {
-    if (o->len + n > o->cap) {
-        Py_ssize_t cap = o->cap * 2 > o->len + n ? o->cap * 2 : o->len + n + 64;
-        char *grown = PyMem_Realloc(o->buf, cap);
+    unsigned char b = s[0];
+    Py_ssize_t n;
+    unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
+    if (b >= 0xC2 && b <= 0xDF)
+        n = 2;
+    else if (b >= 0xE0 && b <= 0xEF) {
+        n = 3;
+        if (b == 0xE0)
+            lo = 0xA0;
+        else if (b == 0xED)
+            hi = 0x9F;
+    }
+    else if (b >= 0xF0 && b <= 0xF4) {
+        n = 4;
+        if (b == 0xF0)
+            lo = 0x90;
+        else if (b == 0xF4)
+            hi = 0x8F;
+    }
+    else
+        return -1;
+    if (end - s < n || s[1] < lo || s[1] > hi)
+        return -1;
+    for (Py_ssize_t i = 2; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return -1;
+    }
+    return n;
+}
+
+/* The closing quote of the JSON string whose body starts at s, or NULL when it is
+ * unterminated, holds a control character or bytes that are not UTF-8; *escaped is set when
+ * it holds a backslash (escapes are skipped, not checked: whoever parses the text checks them). */
+static inline const unsigned char *
+string_close(const unsigned char *s, const unsigned char *end, int *escaped)
+{
+    const uint64_t highs = 0x8080808080808080ULL;
+    for (;;) {
+        /* 8 bytes at a time up to the first quote, backslash, control or non-ASCII byte: the
+         * lowest flagged byte is always a true one (false flags only come above it). */
+        while (end - s >= 8) {
+            uint64_t w;
+            memcpy(&w, s, 8);
+            uint64_t m = special8(w) | (w & highs);
+            if (m) {
+#if PY_LITTLE_ENDIAN
+                s += __builtin_ctzll(m) >> 3;
+#endif
+                break;
+            }
+            s += 8;
+        }
+        if (s >= end)
+            return NULL;
+        unsigned char ch = *s;
+        if (ch == '"')
+            return s;
+        if (ch == '\\') {
+            *escaped = 1;
+            s += 2;
+            continue;
+        }
+        if (ch < 0x20)
+            return NULL;
+        if (ch >= 0x80) {
+            Py_ssize_t n = utf8_sequence(s, end);
+            if (n < 0)
+                return NULL;
+            s += n;
+            continue;
+        }
+        s++;
+    }
+}
+
+/* Whether the JSON string body s[0:n] (escaped or not) is the key "events". */
+static int
+is_events_key(const unsigned char *s, Py_ssize_t n, int escaped, char **scratch, Py_ssize_t *room)
+{
+    if (!escaped)
+        return n == 6 && memcmp(s, "events", 6) == 0;
+    if (*room < n) {
+        char *grown = PyMem_Realloc(*scratch, (size_t)n + 1);
         if (grown == NULL)
             return -1;
-        o->buf = grown;
-        o->cap = cap;
+        *scratch = grown;
+        *room = n;
     }
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-    return 0;
+    Py_ssize_t m = unescape((const char *)s, n, *scratch);
+    return m == 6 && memcmp(*scratch, "events", 6) == 0;
 }
 
+/* What scan() stops at outside strings: 1 a quote, 2 an opening bracket, 3 a closing one, 4 a
+ * comma (SCAN_STOP_COMMA only, used between the events of an envelope); everything else
+ * (whitespace, numbers, literals, colons) it passes over. */
+static unsigned char SCAN_STOP[256];
+static unsigned char SCAN_STOP_COMMA[256];
+
+static inline int
+is_ws(unsigned char ch)
+{
+    return ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t';
+}
+
+/* Append index to list when the element at elem ending before tail (whitespace excluded)
+ * spans more than limit bytes; 1 when there was an element, 0 when none, -1 on error. */
 static int
-out_index(Out *o, Py_ssize_t i)
+element_end(const unsigned char *elem, const unsigned char *tail, Py_ssize_t limit,
+            Py_ssize_t index, PyObject *list)
 {
-    char digits[24];
-    int n = 0;
-    do {
-        digits[sizeof(digits) - 1 - n++] = (char)('0' + i % 10);
-        i /= 10;
-    } while (i > 0);
-    return out_put(o, digits + sizeof(digits) - n, n);
+    while (tail > elem && is_ws(tail[-1]))
+        tail--;
+    if (tail == elem)
+        return 0;
+    if (tail - elem > limit) {
+        PyObject *at = PyLong_FromSsize_t(index);
+        if (at == NULL || PyList_Append(list, at) < 0) {
+            Py_XDECREF(at);
+            return -1;
+        }
+        Py_DECREF(at);
+    }
+    return 1;
 }
 
-/* split(envelope, numeric, categorical, kinds, cache)
- *     -> (the envelope's JSON with every "features": {...} object replaced by its row number,
- *         bytearray of row-major float64 numeric features, tuple of one list per categorical
- *         feature, number of rows) | None
+/* scan(text, limit, max_depth) -> list of int | None
  *
- * Every key "features" whose value is an object is parsed as parse() parses one (None when one
- * is not of this schema) and replaced by its row number, so msgspec decodes the rest of the
- * envelope without going over the features. Nothing else is looked at here: msgspec checks the
- * returned JSON, the caller that there are as many rows as events and attach(..., check=True)
- * that event i holds row i. A "features" object anywhere else (in a string, in another field)
- * breaks one or the other: there are more rows than events, or an event keeps an object where
- * msgspec wants a row number. */
+ * One pass over JSON text (one event, or an envelope {"events": [...]}) that a JSON parser has
+ * accepted or is about to judge: None when a string in it holds bytes that are not UTF-8, a
+ * control character or no closing quote, or containers nest deeper than max_depth; else the
+ * indexes of the elements of the top-level object's "events" array (the last one, if the key
+ * is repeated, as pydantic takes it) that span more than limit bytes.
+ *
+ * msgspec checks the grammar of a value it leaves raw (msgspec.Raw) but neither the UTF-8 of
+ * its strings nor, below Python's recursion limit, its depth; pydantic's parser refuses
+ * both anywhere in the text (and nesting deeper than 200). A raw value msgspec drops (a
+ * repeated key keeps the last) is never parsed again, so the fast path asks this of the whole
+ * text. On text that is not JSON the answer means nothing (the parser refuses that text). */
 static PyObject *
-Parser_split(Parser *self, PyObject *envelope)
+featcols_scan(PyObject *module, PyObject *args)
 {
-    if (Parser_ready(self) < 0)
-        return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(envelope, &view, PyBUF_SIMPLE) < 0)
+    Py_ssize_t limit;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "y*ni", &view, &limit, &max_depth))
         return NULL;
-    Py_ssize_t f = self->f, g = self->g, nkeys = self->nkeys;
-    char *seen = self->seen;
-    Key *keys = self->keys;
-    Out out = {NULL, 0, 0};
-    double *rows = NULL;
-    Py_ssize_t nrows = 0, caprows = 0;
+    PyObject *over = PyList_New(0);
     char *scratch = NULL;
     Py_ssize_t room = 0;
-    PyObject *result = NULL;
-    PyObject *cols = PyTuple_New(g);
-    if (cols == NULL)
-        goto done;
-    for (Py_ssize_t j = 0; j < g; j++) {
-        PyObject *col = PyList_New(0);
-        if (col == NULL)
-            goto done;
-        PyTuple_SET_ITEM(cols, j, col);
-    }
-    out.cap = view.len + 16;
-    out.buf = PyMem_Malloc(out.cap);
-    if (out.buf == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    const char *start = (const char *)view.buf;
-    const char *end = start + view.len;
-    const char *copied = start;
-    const char *from = start;
+    if (over == NULL)
+        goto error;
+    const unsigned char *p = (const unsigned char *)view.buf;
+    const unsigned char *end = p + view.len;
+    const unsigned char *stop = SCAN_STOP;
+    int depth = 0;
+    int events = 0;     /* depth 1: the last key was "events" (its value comes next) */
+    int in_events = 0;  /* inside the array value of an "events" key (depth 2 and below) */
+    const unsigned char *elem = NULL; /* where the current element of that array starts */
+    Py_ssize_t index = 0;
     for (;;) {
-        const char *q = memmem(from, end - from, "\"features\"", 10);
-        if (q == NULL)
+        while (p < end && !stop[*p])
+            p++;
+        if (p >= end)
             break;
-        from = q + 10;
-        const char *b = q;
-        while (b > start && b[-1] == '\\')
-            b--;
-        if ((q - b) & 1)
-            continue; /* an escaped quote: inside a string */
-        Cursor c = {from, end};
-        skip_ws(&c);
-        if (c.p >= end || *c.p != ':')
-            continue;
-        c.p++;
-        skip_ws(&c);
-        if (c.p >= end || *c.p != '{')
-            continue;
-        if (nrows == caprows) {
-            caprows = caprows ? caprows * 2 : 512;
-            double *grown = PyMem_Realloc(rows, caprows * f * sizeof(double) + 8);
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                goto done;
+        unsigned char ch = *p;
+        switch (stop[ch]) {
+        case 1: {
+            int escaped = 0;
+            const unsigned char *q = string_close(p + 1, end, &escaped);
+            if (q == NULL)
+                goto refused;
+            if (depth == 1) {
+                /* A key when a colon follows; the value after "events" is its array. */
+                const unsigned char *c = q + 1;
+                while (c < end && is_ws(*c))
+                    c++;
+                events = 0;
+                if (c < end && *c == ':') {
+                    events = is_events_key(p + 1, q - p - 1, escaped, &scratch, &room);
+                    if (events < 0) {
+                        PyErr_NoMemory();
+                        goto error;
+                    }
+                }
             }
-            rows = grown;
+            p = q + 1;
+            continue;
         }
-        for (Py_ssize_t j = 0; j < g; j++) {
-            if (PyList_Append(PyTuple_GET_ITEM(cols, j), Py_None) < 0)
-                goto done;
+        case 2:
+            if (++depth > max_depth)
+                goto refused;
+            if (depth == 2 && ch == '[' && events) {
+                in_events = 1; /* a repeated key: its array replaces the one before */
+                stop = SCAN_STOP_COMMA;
+                index = 0;
+                if (PyList_SetSlice(over, 0, PyList_GET_SIZE(over), NULL) < 0)
+                    goto error;
+                goto element;
+            }
+            if (depth == 3 && in_events)
+                stop = SCAN_STOP; /* inside an event: no comma matters */
+            p++;
+            continue;
+        case 3:
+            if (--depth < 0)
+                goto refused;
+            if (depth == 1) {
+                events = 0;
+                if (in_events) { /* the end of the events array */
+                    int rc = element_end(elem, p, limit, index, over);
+                    if (rc < 0)
+                        goto error;
+                    in_events = 0;
+                    stop = SCAN_STOP;
+                }
+            }
+            else if (depth == 2 && in_events) {
+                stop = SCAN_STOP_COMMA;
+            }
+            p++;
+            continue;
+        case 4: { /* a comma between events */
+            int rc = element_end(elem, p, limit, index, over);
+            if (rc < 0)
+                goto error;
+            index += rc;
+            goto element;
         }
-        if (out_put(&out, copied, c.p - copied) < 0 || out_index(&out, nrows) < 0) {
-            PyErr_NoMemory();
-            goto done;
         }
-        int rc = parse_one(&c, keys, nkeys, seen, rows + nrows * f, &PyTuple_GET_ITEM(cols, 0),
-                           nrows, &scratch, &room);
-        if (rc == -2)
-            goto done;
-        if (rc < 0) {
-            result = Py_NewRef(Py_None);
-            goto done;
-        }
-        nrows++;
-        copied = from = c.p;
+    element: /* after "[" or "," of the events array: the next element starts here */
+        p++;
+        while (p < end && is_ws(*p))
+            p++;
+        elem = p;
     }
-    if (out_put(&out, copied, end - copied) < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    {
-        PyObject *json = PyBytes_FromStringAndSize(out.buf, out.len);
-        PyObject *values = PyByteArray_FromStringAndSize((const char *)rows,
-                                                         nrows * f * (Py_ssize_t)sizeof(double));
-        if (json == NULL || values == NULL) {
-            Py_XDECREF(json);
-            Py_XDECREF(values);
-            goto done;
-        }
-        result = Py_BuildValue("(NNOn)", json, values, cols, nrows);
-    }
-done:
     PyBuffer_Release(&view);
-    PyMem_Free(out.buf);
-    PyMem_Free(rows);
     PyMem_Free(scratch);
-    Py_XDECREF(cols);
-    return result;
+    return over;
+refused:
+    PyBuffer_Release(&view);
+    PyMem_Free(scratch);
+    Py_DECREF(over);
+    Py_RETURN_NONE;
+error:
+    PyBuffer_Release(&view);
+    PyMem_Free(scratch);
+    Py_XDECREF(over);
+    return NULL;
 }
 
 /* attach(events, block, row_type, attr, check=False) -> bool: events[i].<attr> =
@@ -1079,7 +1225,8 @@ featcols_gather(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!Onn", &PyList_Type, &rows, &layout, &f, &g))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(rows);
-    if (f < 0 || g < 0)
+    /* Sizes whose products below cannot overflow (a layout has far fewer features). */
+    if (f < 0 || g < 0 || f > (PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(double)) / (n ? n : 1))
         Py_RETURN_NONE;
     PyObject *checked = NULL;
     for (Py_ssize_t r = 0; r < n; r++) {
@@ -1103,9 +1250,11 @@ featcols_gather(PyObject *module, PyObject *args)
             }
             checked = block;
         }
+        /* Row index is within the values when index < size / (8 f): a division, as a product
+         * of a hand-made index could overflow (and wrap to a small number). */
         if (index < 0 ||
-            (index + 1) * f * (Py_ssize_t)sizeof(double) >
-                PyByteArray_GET_SIZE(PyTuple_GET_ITEM(block, 0)))
+            (f > 0 && index >= PyByteArray_GET_SIZE(PyTuple_GET_ITEM(block, 0)) /
+                                   ((Py_ssize_t)sizeof(double) * f)))
             Py_RETURN_NONE;
         for (Py_ssize_t j = 0; j < g; j++) {
             if (index >= PyList_GET_SIZE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(block, 1), j)))
@@ -1153,10 +1302,6 @@ static PyMethodDef Parser_methods[] = {
      "parse(raws): the features of every raw JSON object as (row-major float64 bytes, one "
      "list per categorical feature, the indexes of the objects this schema does not take; "
      "their rows hold nothing usable)."},
-    {"split", (PyCFunction)Parser_split, METH_O,
-     "split(envelope): the envelope's JSON with every features object replaced by its row "
-     "number, the features as parse() gives them and the number of rows; None when a "
-     "features object is not of this schema."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1184,6 +1329,10 @@ static PyMethodDef featcols_methods[] = {
     {"attach", featcols_attach, METH_VARARGS,
      "attach(events, block, row_type, attr, check=False): set events[i].attr = "
      "row_type(block, i); with check only if every events[i].attr is i (else False)."},
+    {"scan", featcols_scan, METH_VARARGS,
+     "scan(text, limit, max_depth): None when a string of the JSON text is not UTF-8 (or "
+     "unterminated) or it nests deeper than max_depth, else the indexes of the elements of "
+     "its top-level \"events\" array (the last, if repeated) longer than limit bytes."},
     {"gather", featcols_gather, METH_VARARGS,
      "gather(rows, layout, f, g): the rows' features as (feature-major float64 bytes, one "
      "list per categorical feature), or None when a row is not of this layout."},
@@ -1193,6 +1342,10 @@ static PyMethodDef featcols_methods[] = {
 static int
 featcols_exec(PyObject *module)
 {
+    SCAN_STOP['"'] = SCAN_STOP_COMMA['"'] = 1;
+    SCAN_STOP['{'] = SCAN_STOP['['] = SCAN_STOP_COMMA['{'] = SCAN_STOP_COMMA['['] = 2;
+    SCAN_STOP['}'] = SCAN_STOP[']'] = SCAN_STOP_COMMA['}'] = SCAN_STOP_COMMA[']'] = 3;
+    SCAN_STOP_COMMA[','] = 4;
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL)
         return -1;

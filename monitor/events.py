@@ -41,6 +41,8 @@ from pydantic import (
 from pydantic_core import from_json
 from typing_extensions import TypedDict
 
+from monitor._featcols import scan
+
 FeatureValue = bool | float | str | None
 # Strict members tried left to right: a JSON true stays a bool, "1.5" stays a string, 1 becomes
 # 1.0; smart-mode unions cost about 40% more per event here.
@@ -64,6 +66,8 @@ class Reason(StrEnum):
     NON_FINITE = "non_finite"
     INVALID_TIMESTAMP = "invalid_timestamp"
     INVALID_VALUE = "invalid_value"
+    #: JSON nested deeper than the parser allows (200 levels).
+    TOO_DEEP = "too_deep"
     #: Not the input's fault as far as anyone knows: handling it raised an unexpected exception
     #: (a bug); the Kafka adapter and replay reject the input instead of stopping.
     INTERNAL_ERROR = "internal_error"
@@ -202,11 +206,15 @@ _TYPE_ERRORS = frozenset(
 )
 
 
+# How pydantic's JSON parser words text nested deeper than it allows.
+_DEEP = "recursion limit exceeded"
+
+
 def _reason(err: dict[str, Any]) -> Reason:
     kind = err["type"]
     loc = err.get("loc", ())
     if kind == "json_invalid":
-        return Reason.MALFORMED_JSON
+        return Reason.TOO_DEEP if _DEEP in err.get("msg", "") else Reason.MALFORMED_JSON
     if kind == "union_tag_not_found":
         return Reason.UNKNOWN_EVENT_TYPE
     if not loc and kind in {"model_attributes_type", "dict_type", "typed_dict_type"}:
@@ -230,7 +238,10 @@ _UNION_MEMBERS = frozenset(
 
 
 def _message(err: dict[str, Any]) -> str:
-    parts = [str(p) for p in err.get("loc", ())[1:]]
+    loc = err.get("loc", ())[1:]
+    # A union member named inside the path ("prediction.PredictionOutput.score") says nothing
+    # to a producer; the last one is handled below.
+    parts = [str(p) for k, p in enumerate(loc) if k == len(loc) - 1 or p not in _UNION_MEMBERS]
     if err["type"] == "union_tag_not_found":
         return (
             "cannot tell the event kind: expected a 'prediction', 'label' or 'features' field "
@@ -249,14 +260,27 @@ def _message(err: dict[str, Any]) -> str:
 
 
 def rejection_from(exc: ValidationError, offset: int) -> Rejection:
-    """Translate a pydantic error into a :class:`Rejection` (the first error decides)."""
+    """Translate a pydantic error into a :class:`Rejection`.
+
+    The first error's field decides; among that field's errors the deepest does: a union
+    reports one error per member, and for ``"prediction": {"score": NaN}`` the float member's
+    "not a number" comes first while the object member's ``non_finite`` score is the cause.
+    """
     errs = exc.errors(include_url=False, include_context=False, include_input=False)
-    first = errs[0] if errs else {"type": "value_error", "msg": str(exc), "loc": ()}
-    # Missing fields are the most useful thing to report when a union tag also failed.
+    if not errs:
+        return Rejection(Reason.INVALID_VALUE, f"event: {exc}", offset)
+    field = errs[0]["loc"][:2]
+    first = max(
+        (e for e in errs if e["loc"][:2] == field), key=lambda e: len(e["loc"]), default=errs[0]
+    )
     return Rejection(_reason(dict(first)), _message(dict(first)), offset)
 
 
 Event = PredictionEvent | FeatureEvent | LabelEvent
+
+
+def _internal(exc: Exception, offset: int) -> Rejection:
+    return Rejection(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", offset)
 
 
 def parse_event(raw: bytes, offset: int = 0, max_bytes: int = 1 << 20) -> Event | Rejection:
@@ -269,14 +293,17 @@ def parse_event(raw: bytes, offset: int = 0, max_bytes: int = 1 << 20) -> Event 
     >>> parse_event(b'{oops').reason.value
     'malformed_json'
     """
+    try:
+        return _parse_event(raw, offset, max_bytes)
+    except Exception as exc:  # a defect, not the input: a rejection all the same
+        return _internal(exc, offset)
+
+
+def _parse_event(raw: bytes, offset: int, max_bytes: int) -> Event | Rejection:
+    if len(raw) > max_bytes:  # before anything reads it
+        return _too_large(len(raw), max_bytes, offset)
     if not raw or raw.isspace():
         return Rejection(Reason.EMPTY, "empty input", offset)
-    if len(raw) > max_bytes:
-        return Rejection(
-            Reason.TOO_LARGE,
-            f"event of {len(raw)} bytes exceeds the {max_bytes}-byte limit",
-            offset,
-        )
     try:
         event: Event = _PREDICTION.validate_json(raw)
     except ValidationError:
@@ -299,7 +326,15 @@ def parse_event(raw: bytes, offset: int = 0, max_bytes: int = 1 << 20) -> Event 
 
 
 def parse_object(value: Any, offset: int = 0) -> Event | Rejection:
-    """Validate one already-decoded JSON object (an element of a batch envelope)."""
+    """Validate one already-decoded JSON object (an element of a batch envelope); never
+    raises."""
+    try:
+        return _parse_object(value, offset)
+    except Exception as exc:  # a defect, not the input: a rejection all the same
+        return _internal(exc, offset)
+
+
+def _parse_object(value: Any, offset: int) -> Event | Rejection:
     try:
         event: Event = _PREDICTION.validate_python(value)
     except ValidationError:
@@ -315,19 +350,34 @@ def parse_object(value: Any, offset: int = 0) -> Event | Rejection:
     return event
 
 
-def parse_message(raw: bytes, max_bytes: int = 1 << 20) -> list[Event | Rejection] | Rejection:
-    """Validate one Kafka message: a single event or a batch envelope ``{"events": [...]}``.
+def parse_message(
+    raw: bytes, max_bytes: int = 1 << 20, event_max_bytes: int = 1 << 20
+) -> list[Event | Rejection] | Rejection:
+    """Validate one Kafka message: a single event or a batch envelope ``{"events": [...]}``;
+    never raises.
 
     Returns a rejection for the whole message when it is not usable at all, else one result
     per event (an envelope element may be rejected on its own; its ``offset`` is its index).
+    ``max_bytes`` limits the message, ``event_max_bytes`` each event (``events.max_bytes``):
+    a single event longer is rejected unread, an envelope's element spanning more is
+    rejected as ``too_large`` in its place.
 
     >>> label = b'{"event_id": "1", "model": "m", "timestamp": 0, "label": 1}'
     >>> [getattr(r, "reason", "ok") for r in parse_message(b'{"events": [' + label + b', 7]}')]
     ['ok', <Reason.NOT_AN_OBJECT: 'not_an_object'>]
     """
+    try:
+        return _parse_message(raw, max_bytes, event_max_bytes)
+    except Exception as exc:  # a defect, not the input: a rejection all the same
+        return _internal(exc, 0)
+
+
+def _parse_message(
+    raw: bytes, max_bytes: int, event_max_bytes: int
+) -> list[Event | Rejection] | Rejection:
     head = raw[:16].lstrip()
     if not head.startswith(b'{"events"'):
-        single = parse_event(raw, 0, max_bytes)
+        single = parse_event(raw, 0, min(max_bytes, event_max_bytes))
         if not (isinstance(single, Rejection) and single.reason is Reason.UNKNOWN_EVENT_TYPE):
             return [single]
     if len(raw) > max_bytes:
@@ -339,7 +389,7 @@ def parse_message(raw: bytes, max_bytes: int = 1 << 20) -> list[Event | Rejectio
     except ValidationError:
         pass
     else:
-        return fast
+        return _sized(raw, fast, event_max_bytes)
     try:
         body = from_json(raw, allow_inf_nan=True)
     except ValueError as exc:
@@ -347,15 +397,40 @@ def parse_message(raw: bytes, max_bytes: int = 1 << 20) -> list[Event | Rejectio
             raw.decode("utf-8")
         except UnicodeDecodeError as ude:
             return Rejection(Reason.INVALID_UTF8, f"not UTF-8: {ude}", 0)
+        if _DEEP in str(exc):
+            return Rejection(Reason.TOO_DEEP, f"invalid JSON: {exc}", 0)
         return Rejection(Reason.MALFORMED_JSON, f"invalid JSON: {exc}", 0)
     if not isinstance(body, dict):
         return Rejection(Reason.NOT_AN_OBJECT, 'a message must be an event or {"events": [...]}', 0)
     if set(body) != {"events"}:
+        if len(raw) > event_max_bytes:  # one event, however it starts
+            return [_too_large(len(raw), event_max_bytes, 0)]
         return [parse_object(body, 0)]
     events = body["events"]
     if not isinstance(events, list):
         return Rejection(Reason.WRONG_TYPE, "events: must be a list of events", 0)
-    return [parse_object(e, i) for i, e in enumerate(events)]
+    return _sized(raw, [parse_object(e, i) for i, e in enumerate(events)], event_max_bytes)
+
+
+def _too_large(size: int | None, limit: int, offset: int) -> Rejection:
+    what = "event" if size is None else f"event of {size} bytes"
+    return Rejection(Reason.TOO_LARGE, f"{what} exceeds the {limit}-byte limit", offset)
+
+
+def _sized(
+    raw: bytes, parsed: list[Event | Rejection], limit: int
+) -> list[Event | Rejection] | Rejection:
+    """``parsed`` (the envelope's elements) with each element whose JSON spans more than
+    ``limit`` bytes rejected as ``too_large``."""
+    if len(raw) <= limit:
+        return parsed
+    over = scan(raw, limit, 1 << 30)  # the text is valid JSON: only the sizes are asked
+    if over is None:  # pragma: no cover - valid JSON always scans
+        return _too_large(len(raw), limit, 0)
+    for i in over:
+        if i < len(parsed):
+            parsed[i] = _too_large(None, limit, i)
+    return parsed
 
 
 def epoch_seconds(ts: datetime) -> float:

@@ -31,6 +31,12 @@ type checks and no per-value Python object: its columns are copied out of the bl
 another kind) makes its envelope go to the general decoder instead, and its window take the
 general path that counts those problems.
 
+Input is untrusted. msgspec finds each event's features by the JSON's structure, so no event
+takes features from elsewhere; a repeated key keeps its last value, as pydantic does, and
+``_featcols.scan`` checks the whole text for what pydantic refuses even in a dropped value
+(UTF-8, nesting deeper than 200). An event over ``max_bytes`` is never decoded here. Nothing here
+raises: what it cannot decode, pydantic decides, with the reason.
+
 Decoded events stay msgspec structs (:class:`FastPrediction`): turning them into dicts would cost
 as much again as decoding. They read like the schema's dicts (``ev["features"]``, ``ev.get(...)``,
 ``in``, iteration; ``collections.abc.Mapping``), so every consumer of events takes them; the
@@ -40,24 +46,48 @@ hot paths in :mod:`monitor.streams` and :mod:`monitor.pipeline` read their attri
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import repeat
-from math import isnan
 from operator import attrgetter
 from typing import Annotated, Any, Literal, TypeAlias, cast, get_args, get_origin
 
 import msgspec
 import numpy as np
 from msgspec import UNSET, Meta, UnsetType
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
-from monitor._featcols import FeatureRow, Parser, attach, gather
+from monitor._featcols import Parser, attach, gather, scan
 from monitor.events import Event, PredictionEvent
+from monitor.fastrow import Block, FastRow, RowLayout, row_dicts
 
-_ERRORS = (msgspec.DecodeError, ValueError)
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "AnyEvent",
+    "Block",  # Block, FastRow, RowLayout and row_dicts: from monitor.fastrow, their first home
+    "FastDecoder",
+    "FastOutput",
+    "FastPrediction",
+    "FastRow",
+    "FeatureSchema",
+    "RowLayout",
+    "as_event",
+    "compile_schema",
+    "decode_message",
+    "decode_prediction",
+    "row_dicts",
+]
+
+# msgspec's errors for input it refuses; deep nesting raises RecursionError in its skipping of
+# raw values (features), which pydantic refuses with its reason too.
+_ERRORS = (msgspec.DecodeError, ValueError, RecursionError)
+
+#: The deepest JSON nesting taken here: pydantic's parser refuses text nested deeper than 200
+#: (msgspec, below Python's recursion limit, does not), so such text goes to pydantic.
+MAX_DEPTH = 200
+#: The default per-event size limit (``events.max_bytes``).
+MAX_BYTES = 1 << 20
 
 
 class _Record(msgspec.Struct, gc=False):
@@ -132,118 +162,22 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class RowLayout:
-    """Where each feature of a compiled schema is in a parsed block: ``where[name]`` is
-    ``(False, j)`` for numeric column ``j`` and ``(True, j)`` for categorical column ``j``."""
-
-    names: tuple[str, ...]
-    where: dict[str, tuple[bool, int]]
-    numeric: int
-    categorical: int
-
-
-#: A parsed batch's features: (float64 rows of the numeric features as bytes, one list per
-#: categorical feature, the layout); every event of the batch refers to it by its row.
-Block: TypeAlias = tuple[bytearray, tuple[list[Any], ...], RowLayout]
-
-_UNPACK_DOUBLE = struct.Struct("d").unpack_from
-
-
-class _RowMapping:
-    """The read-only mapping methods of :class:`FastRow`, installed on the C type."""
-
-    block: Any
-    index: int
-
-    def _value(self, where: tuple[bool, int]) -> Any:
-        block: Block = self.block
-        categorical, j = where
-        if categorical:
-            return block[1][j][self.index]
-        (value,) = _UNPACK_DOUBLE(block[0], (self.index * block[2].numeric + j) * 8)
-        return None if isnan(value) else value  # NaN is a null (no NaN token gets here)
-
-    def __getitem__(self, key: str) -> Any:
-        where = self.block[2].where.get(key) if type(key) is str else None
-        if where is None:
-            raise KeyError(key)
-        return self._value(where)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value of feature ``key``, or ``default`` when the schema has no such feature."""
-        where = self.block[2].where.get(key) if type(key) is str else None
-        return default if where is None else self._value(where)
-
-    def __contains__(self, key: object) -> bool:
-        return type(key) is str and key in self.block[2].where
-
-    def keys(self) -> list[str]:
-        """The feature names, in schema order (every one is present)."""
-        return list(self.block[2].names)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.block[2].names)
-
-    def __len__(self) -> int:
-        return len(self.block[2].names)
-
-    def values(self) -> list[Any]:
-        """The values, in schema order."""
-        return [self._value(w) for w in self.block[2].where.values()]
-
-    def items(self) -> list[tuple[str, Any]]:
-        """``(feature, value)`` in schema order."""
-        return [(k, self._value(w)) for k, w in self.block[2].where.items()]
-
-    def as_dict(self) -> dict[str, Any]:
-        """The plain dict of these features."""
-        return dict(self.items())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Mapping):
-            return self.as_dict() == dict(other)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"FastRow({self.as_dict()!r})"
-
-    __hash__ = None  # type: ignore[assignment]  # equal to dicts, so unhashable as they are
-
-
-#: The features of an event decoded with a :class:`FeatureSchema`: row ``index`` of the parsed
-#: batch's ``block``, read like the schema's dict (``row["amount"]``, ``get``, ``in``,
-#: iteration; ``collections.abc.Mapping``); a numeric feature that was null reads as ``None``;
-#: ``dict(row)`` gives the plain dict. The type is the C extension's ``FeatureRow`` (two fields,
-#: not tracked by the garbage collector, as a subclass defined here would be), with the methods
-#: of ``_RowMapping`` installed on it.
-FastRow = FeatureRow
-for _name in (
-    *("_value", "get", "keys", "values", "items", "as_dict"),
-    *("__getitem__", "__contains__", "__iter__", "__len__", "__eq__", "__hash__", "__repr__"),
-):
-    setattr(FastRow, _name, vars(_RowMapping)[_name])
-Mapping.register(FastRow)
-
-
-@dataclass(frozen=True, slots=True, eq=False)
 class FeatureSchema:
     """The feature schema of a model version compiled into a decoder.
 
     ``numeric`` and ``categorical`` name the features; ``parser`` holds each categorical
     feature's kind (any string, ``bool``, or a closed set of strings). Every feature is
     required, numeric ones hold a number or null and categorical ones a value of their kind or
-    null; no other feature is allowed. :meth:`decode_one` decodes everything but the features
-    with msgspec (``one``, features left raw), then parses them (:meth:`attach`);
-    :meth:`decode_many` parses an envelope's features first and msgspec decodes the rest
-    (``indexed``).
+    null; no other feature is allowed. msgspec decodes an event (``one``) or an envelope
+    (``many``) but its features, which it leaves raw: it finds each event's ``features`` value
+    by the JSON's structure; the C parser then parses those values, and only those (:meth:`attach`).
     """
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     layout: RowLayout
     one: msgspec.json.Decoder[FastPrediction]
-    #: Envelopes whose features ``split`` replaced by their row numbers.
-    indexed: msgspec.json.Decoder[_Envelope]
+    many: msgspec.json.Decoder[_Envelope]
     #: The C parser of these features (``monitor/_featcols.c``).
     parser: Parser
 
@@ -261,27 +195,27 @@ class FeatureSchema:
             value = self.one.decode(raw)
         except _ERRORS:
             return None
+        if scan(raw, len(raw), MAX_DEPTH) is None:  # see decode_scanned
+            return None
         return None if self.attach([value]) else value
 
-    def decode_many(self, raw: bytes) -> list[FastPrediction] | None:
-        """The events of an envelope of this schema's events, or ``None``.
+    def decode_many(self, raw: bytes, max_bytes: int = MAX_BYTES) -> list[FastPrediction] | None:
+        """The events of an envelope of this schema's events, or ``None`` (also when an event
+        spans more than ``max_bytes``)."""
+        checked = scan(raw, max_bytes, MAX_DEPTH)
+        return None if checked is None or checked else self.decode_scanned(raw)
 
-        One C pass (``split``) parses every ``"features"`` object and gives the envelope back
-        with each replaced by its row number; msgspec decodes and checks the rest without going
-        over the features again; there must be one row per event and event ``i`` must hold
-        row ``i``."""
-        got = self.parser.split(raw)
-        if got is None:
-            return None
-        rest, values, columns, rows = got
+    def decode_scanned(self, raw: bytes) -> list[FastPrediction] | None:
+        """:meth:`decode_many` of an envelope that ``scan`` passed: its strings are UTF-8 and
+        it nests no deeper than :data:`MAX_DEPTH`, as pydantic requires of the whole text.
+        msgspec checks only the grammar of a raw value, and one it drops (a repeated
+        ``features`` or ``events`` key: the last is kept, as pydantic keeps it) is never
+        parsed again; the scan is what makes such a value one pydantic accepts too."""
         try:
-            events = self.indexed.decode(rest).events
+            events = self.many.decode(raw).events
         except _ERRORS:
             return None
-        if len(events) != rows:  # a features object outside an event's features
-            return None
-        block = (values, columns, self.layout)
-        return events if attach(events, block, FastRow, "features", True) else None
+        return None if self.attach(events) else events
 
     def owns(self, features: object) -> bool:
         """Whether ``features`` were parsed by this schema."""
@@ -299,39 +233,6 @@ class FeatureSchema:
 
 
 _A_FEATURES = attrgetter("features")
-_A_BLOCK = attrgetter("block")
-
-
-def row_dicts(rows: list[FastRow]) -> list[dict[str, Any]]:
-    """The plain dicts of these rows, taken a layout at a time by C-level calls.
-
-    >>> s = compile_schema(["x"], [("c", str)])
-    >>> ev = s.decode_many(b'{"events": [{"event_id": "e", "model": "m", "model_version": "v",'
-    ...     b' "timestamp": 0, "features": {"x": null, "c": "DE"}, "prediction": 1}]}')
-    >>> row_dicts([e.features for e in ev])
-    [{'x': None, 'c': 'DE'}]
-    """
-    out: list[dict[str, Any]] = [{}] * len(rows)
-    layouts: dict[int, list[int]] = {}
-    blocks = list(map(_A_BLOCK, rows))
-    for k, block in enumerate(blocks):
-        layouts.setdefault(id(block[2]), []).append(k)
-    for at in layouts.values():
-        layout: RowLayout = blocks[at[0]][2]
-        got = gather([rows[k] for k in at], layout, layout.numeric, layout.categorical)
-        if got is None:  # pragma: no cover - rows of one layout always gather
-            raise TypeError("rows of one layout did not gather")
-        values, columns = got
-        numeric = np.frombuffer(values, np.float64).reshape(layout.numeric, len(at))
-        cols: list[list[Any]] = [[None if isnan(v) else v for v in col] for col in numeric.tolist()]
-        cols.extend(columns)
-        if cols:
-            dicts = list(map(dict, map(zip, repeat(layout.names), zip(*cols, strict=True))))
-        else:
-            dicts = [{} for _ in at]
-        for k, d in zip(at, dicts, strict=True):
-            out[k] = d
-    return out
 
 
 def compile_schema(
@@ -371,17 +272,9 @@ def compile_schema(
         gc=False,
         module=__name__,
     )
-    indexed = msgspec.defstruct(
-        f"{name}IndexedPrediction",
-        [("features", int)],
-        bases=(FastPrediction,),
-        forbid_unknown_fields=True,
-        gc=False,
-        module=__name__,
-    )
-    indexed_envelope = msgspec.defstruct(
-        f"{name}IndexedEnvelope",
-        [("events", list[indexed])],  # type: ignore[valid-type]
+    envelope = msgspec.defstruct(
+        f"{name}Envelope",
+        [("events", list[prediction])],  # type: ignore[valid-type]
         bases=(_Envelope,),
         forbid_unknown_fields=True,
         gc=False,
@@ -392,7 +285,7 @@ def compile_schema(
         tuple(f for f, _ in categorical),
         layout,
         msgspec.json.Decoder(prediction),
-        msgspec.json.Decoder(indexed_envelope),
+        msgspec.json.Decoder(envelope),
         Parser(tuple(numeric), tuple(f for f, _ in categorical), tuple(kinds)),
     )
 
@@ -419,9 +312,14 @@ def as_event(event: FastPrediction | PredictionEvent) -> PredictionEvent:
     return event
 
 
-def _fixed(value: FastPrediction) -> FastPrediction:
+def _fixed(value: FastPrediction) -> FastPrediction | None:
+    """The event with an integer timestamp converted as pydantic converts it; ``None`` when
+    pydantic refuses it (beyond year 9999: pydantic then gives the reason)."""
     if type(value.timestamp) is int:
-        value.timestamp = _TIMESTAMP.validate_python(value.timestamp)
+        try:
+            value.timestamp = _TIMESTAMP.validate_python(value.timestamp)
+        except ValidationError:
+            return None
     return value
 
 
@@ -452,14 +350,24 @@ def _first_of(
 class FastDecoder:
     """Decodes prediction events with the compiled schemas first, then the general decoder.
 
-    :meth:`compile` adds a model version's schema (at most :attr:`MAX_SCHEMAS`; identical
-    schemas share one). A line no schema takes costs a failed attempt per schema, up to where
-    it differs (usually within its features), before the general decoder takes it.
+    ``max_bytes`` is the per-event size limit (``events.max_bytes``): a single event longer,
+    or an envelope with an event that spans more, is left to pydantic, which rejects it as
+    ``too_large``. :meth:`compile` adds a model version's schema (at most
+    :attr:`MAX_SCHEMAS`; identical schemas share one). A line no schema takes costs a failed
+    attempt per schema, up to where it differs (usually within its features), before the
+    general decoder takes it.
+
+    Nothing here raises on any input: what it cannot decode is ``None`` (pydantic decides and
+    gives the reason). An exception from a defect here is counted in :attr:`failures` and the
+    input left to pydantic likewise, so that a bug costs speed, never a message.
     """
 
     MAX_SCHEMAS = 4
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        #: Unexpected exceptions caught (each input concerned was left to pydantic).
+        self.failures = 0
         self._schemas: dict[tuple[Any, ...], FeatureSchema] = {}
         self._one: list[Callable[[bytes], FastPrediction | None]] = [_general_one]
         self._many: list[Callable[[bytes], list[FastPrediction] | None]] = [_general_many]
@@ -477,12 +385,18 @@ class FastDecoder:
             self._schemas[key] = schema
             typed = list(self._schemas.values())
             self._one = [*(s.decode_one for s in typed), _general_one]
-            self._many = [*(s.decode_many for s in typed), _general_many]
+            self._many = [*(s.decode_scanned for s in typed), _general_many]
         return schema
 
     def prediction(self, raw: bytes) -> FastPrediction | None:
         """One prediction event from its JSON bytes, or ``None`` when pydantic must decide."""
-        return _first_of(self._one, raw)
+        if len(raw) > self.max_bytes:
+            return None
+        try:
+            return _first_of(self._one, raw)
+        except Exception:  # a defect, not the input: pydantic decides
+            self.failures += 1
+            return None
 
     def lines(self, lines: Iterable[bytes]) -> list[FastPrediction | None]:
         """:meth:`prediction` of every line; with a compiled schema, its decoder takes the
@@ -490,18 +404,33 @@ class FastDecoder:
         lines = list(lines)
         if not self._schemas:
             return list(map(self.prediction, lines))
+        try:
+            return self._lines(lines)
+        except Exception:  # a defect, not the input: each line on its own
+            self.failures += 1
+            return list(map(self.prediction, lines))
+
+    def _lines(self, lines: list[bytes]) -> list[FastPrediction | None]:
         schema = next(iter(self._schemas.values()))
         decode = schema.one.decode
+        limit = self.max_bytes
         out: list[FastPrediction | None] = [None] * len(lines)
         typed: list[FastPrediction] = []
         at: list[int] = []
         rest: list[int] = []
         for k, raw in enumerate(lines):
+            if len(raw) > limit:
+                continue  # pydantic rejects it as too_large, unparsed
             try:
-                typed.append(decode(raw))
-                at.append(k)
+                value = decode(raw)
             except _ERRORS:
                 rest.append(k)
+                continue
+            if scan(raw, limit, MAX_DEPTH) is None:  # see FeatureSchema.decode_scanned
+                rest.append(k)
+                continue
+            typed.append(value)
+            at.append(k)
         failed = schema.attach(typed) if typed else []
         for bad in failed:  # features of another kind: the other decoders decide
             rest.append(at[bad])
@@ -517,12 +446,25 @@ class FastDecoder:
     def envelope(self, raw: bytes) -> list[FastPrediction] | None:
         """The events of a batch envelope ``{"events": [...]}`` of valid predictions, or
         ``None`` when any element (or the envelope) needs pydantic's judgement."""
+        try:
+            return self._envelope(raw)
+        except Exception:  # a defect, not the input: pydantic decides
+            self.failures += 1
+            return None
+
+    def _envelope(self, raw: bytes) -> list[FastPrediction] | None:
+        # One pass before any decoding: an event over the size limit is left to pydantic
+        # (too_large) unparsed; the compiled decoders need the rest of what it checks.
+        if self._schemas or len(raw) > self.max_bytes:
+            checked = scan(raw, self.max_bytes, MAX_DEPTH)
+            if checked is None or checked:
+                return None
         for decode in self._many:
             events = decode(raw)
             if events is not None:
                 for ev in events:
-                    if type(ev.timestamp) is int:
-                        _fixed(ev)
+                    if type(ev.timestamp) is int and _fixed(ev) is None:
+                        return None
                 return events
         return None
 

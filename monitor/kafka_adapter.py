@@ -193,7 +193,7 @@ class KafkaAdapter:
                 0,
             )
         else:
-            parsed = parse_message(raw, self.max_bytes)
+            parsed = parse_message(raw, self.max_bytes, self.event_max_bytes)
         if isinstance(parsed, Rejection):
             self.pipeline.reject(parsed)
             letters.append((raw, parsed, None))

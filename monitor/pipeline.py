@@ -151,7 +151,7 @@ class Pipeline(Admission):
         self._checkpoints: dict[str, dict[str, Any]] = {}
         self._detector_settings = self.settings.detector_settings()
         #: Decodes input with the feature schema of every stream compiled in (the hot path).
-        self.decoder = FastDecoder()
+        self.decoder = FastDecoder(self.settings.events.max_bytes)
 
     # -- input -------------------------------------------------------------------------------
 
