@@ -133,7 +133,7 @@ def _http_status(url: str) -> int:
 def _committed(bootstrap: str, group: str, topic: str, partition: int) -> int:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="driftwatch-tests")
     try:
-        offsets = admin.list_consumer_group_offsets(group)
+        offsets = admin.list_group_offsets({group: None})[group]
     finally:
         admin.close()
     meta = offsets.get(TopicPartition(topic, partition))
