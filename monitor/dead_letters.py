@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from monitor.adapter_types import Message
 from monitor.events import Rejection
 
 log = logging.getLogger("driftwatch.worker")
@@ -51,20 +52,8 @@ class DeadLetterTooLargeError(Exception):
     letter for its size; the writer then sends it cut to half."""
 
 
-class Source(Protocol):
-    """The parts of a Kafka message a dead letter names."""
-
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def partition(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def key(self) -> bytes | None: ...
+#: The parts of a Kafka message a dead letter names.
+Source = Message
 
 
 class Counts(Protocol):
