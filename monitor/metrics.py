@@ -47,11 +47,7 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Histogram, Info
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    Metric,
-)
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 
@@ -361,13 +357,11 @@ class MonitorMetrics(Collector):
         pending = self._gauge("labels_pending", "Predictions remembered, awaiting their label.")
         messages = self._counter("messages_total", "Kafka messages consumed.")
         dead = self._counter("dead_letters_total", "Messages or envelope elements dead-lettered.")
-        dead_cut = self._counter(
-            "dead_letters_truncated_total",
-            "Dead letters cut to fit Kafka's message limit (header driftwatch-truncated).",
-        )
-        dead_failed = self._counter(
-            "dead_letter_failures_total",
-            "Failed attempts to write a dead letter (retried; the source stays unacknowledged).",
+        dead_cut, dead_failed = (
+            self._counter("dead_letters_truncated_total", "Dead letters cut to fit Kafka's limit."),
+            self._counter(
+                "dead_letter_failures_total", "Dead-letter writes that failed (retried)."
+            ),
         )
         unacked = self._gauge(
             "messages_unacked",
