@@ -5,7 +5,6 @@ worker (against the Kafka message timestamp). The pipeline is called directly, n
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
@@ -17,6 +16,7 @@ from monitor.config import settings_from_mapping
 from monitor.kafka_adapter import KafkaAdapter
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
+from tests.doubles import Msg
 
 FAR_FUTURE = "9999-12-31T23:59:59Z"
 YEAR_ONE = "0001-01-01T00:00:00Z"
@@ -170,18 +170,6 @@ class TestEventClock:
         assert [k for k, _ in c.judge(bad, "s")] == [50]
 
 
-@dataclass
-class Msg:
-    """A Kafka message as the adapter reads it; Faust gives ``timestamp`` in seconds."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    timestamp: float
-
-
 def test_worker_dead_letters_skewed_events(drift_lines: list[bytes]) -> None:
     """In the worker each message's Kafka timestamp is the reference: a skewed event of an
     envelope is dead-lettered (reason, envelope index), its neighbours are processed; the
@@ -200,9 +188,9 @@ def test_worker_dead_letters_skewed_events(drift_lines: list[bytes]) -> None:
     single = stamped(drift_lines[10], YEAR_ONE, "old")
     now = seconds_of(drift_lines[0])
     messages = [
-        Msg("predictions", 0, 0, b"fraud", orjson.dumps({"events": events}), now),
-        Msg("predictions", 0, 1, b"fraud", single, now),
-        Msg("predictions", 0, 2, b"fraud", drift_lines[11], now),
+        Msg("predictions", 0, 0, b"fraud", orjson.dumps({"events": events}), timestamp=now),
+        Msg("predictions", 0, 1, b"fraud", single, timestamp=now),
+        Msg("predictions", 0, 2, b"fraud", drift_lines[11], timestamp=now),
     ]
 
     async def feed() -> None:

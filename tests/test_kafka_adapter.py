@@ -22,6 +22,7 @@ from monitor.guard import ErrorLog
 from monitor.kafka_adapter import KafkaAdapter
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
+from tests.doubles import Msg
 
 TOPIC = "predictions"
 SETTINGS: dict[str, Any] = {
@@ -29,16 +30,6 @@ SETTINGS: dict[str, Any] = {
     "reference": {"warmup_events": 2000},
     "alerts": {"FeatureDrift": {"for": "10s"}},
 }
-
-
-@dataclass
-class Msg:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: tuple[()] = ()
 
 
 @dataclass

@@ -29,22 +29,13 @@ from monitor.tracing import (
     context_from_event,
     context_from_headers,
 )
+from tests.doubles import Msg
 
 TOPIC = "predictions"
 
 
 def traceparent(i: int) -> str:
     return f"00-{i + 1:032x}-{i + 1:016x}-01"
-
-
-@dataclass
-class Msg:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    headers: list[tuple[str, bytes]]
-    value: bytes = b""
 
 
 def make_messages(lines: list[bytes], size: int, bad_header_every: int = 0) -> list[Msg]:
@@ -61,7 +52,7 @@ def make_messages(lines: list[bytes], size: int, bad_header_every: int = 0) -> l
         if bad_header_every and k % bad_header_every == 1:
             header = b"00-not-a-trace"
         body = orjson.dumps({"events": events})
-        out.append(Msg(TOPIC, 0, k, b"fraud", [("traceparent", header)], body))
+        out.append(Msg(TOPIC, 0, k, b"fraud", body, [("traceparent", header)]))
     return out
 
 
@@ -305,7 +296,7 @@ def _key(t: Transition) -> tuple[object, ...]:
 def test_batches_decide_what_single_messages_decide_with_one_span_per_run() -> None:
     lines = list(generate("abrupt-shift", 6000, 5, onset=0.4).lines())
     messages = make_messages(lines, 25, bad_header_every=4)
-    bad = Msg(TOPIC, 0, len(messages), b"fraud", [], b'{"events": [{"event_id": 1}]}')
+    bad = Msg(TOPIC, 0, len(messages), b"fraud", b'{"events": [{"event_id": 1}]}')
     messages.insert(len(messages) // 2, bad)
     for k, m in enumerate(messages):
         m.offset = k
@@ -347,7 +338,7 @@ def test_batched_checkpoints_are_stored_in_the_context_of_their_own_partition() 
         partition = k % 2
         if partition:
             raw = raw.replace(b'"model":"fraud"', b'"model":"churn"')
-        messages.append(Msg(TOPIC, partition, k // 2, b"m", [], raw.rstrip(b"\n")))
+        messages.append(Msg(TOPIC, partition, k // 2, b"m", raw.rstrip(b"\n")))
     current: list[Msg | None] = [None]
     writes: list[tuple[str, int]] = []
 
