@@ -70,4 +70,7 @@ class AdapterStats:
     internal_errors: int = 0
     acked: int = 0
     checkpoints: int = 0
+    #: Times streams checkpointed their collected events to keep a partition's unacknowledged
+    #: messages within ``kafka.max_unacked_messages``.
+    collected_checkpoints: int = 0
     started: float = field(default_factory=time.time)

@@ -259,6 +259,8 @@ def build_app(
             partitions=k.partitions,
             key_type=bytes,  # bytes means the "raw" codec, for the changelog and its recovery
             value_type=bytes,
+            # Room for a checkpoint with collected events (kafka.max_unacked_messages).
+            extra_topic_configs={"max.message.bytes": str(k.max_message_bytes)},
         )
     )
     source = app.topic(

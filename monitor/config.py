@@ -179,6 +179,13 @@ class KafkaConfig(_Section):
     restarts the worker exits with an error, for its supervisor to restart it (see
     ``monitor.recovery_watchdog``).
 
+    ``max_unacked_messages`` (10,000): messages of a partition the worker may hold
+    unacknowledged. A message is acknowledged once the model versions it fed have checkpointed
+    past it, at a learned reference or a closed window; a version still collecting (a warm-up
+    that never finishes, a window that fills slowly) writes its collected events into its
+    checkpoint when its partition holds more than this, so the committed offset follows the
+    stream whatever versions appear and a restart re-reads at most about this many messages.
+
     ``data_dir``: where the Faust worker keeps its local files, in ``<data_dir>/<group_id>``.
     Unset, it is ``$XDG_STATE_HOME/driftwatch`` (``~/.local/state/driftwatch``), never the
     working directory. State itself lives in changelog topics; nothing there must be backed up.
@@ -199,6 +206,7 @@ class KafkaConfig(_Section):
     fetch_max_wait_ms: int = Field(100, ge=0, le=30_000)
     producer_linger_ms: int = Field(50, ge=0, le=10_000)
     recovery_stall_seconds: float = Field(30.0, gt=0)
+    max_unacked_messages: int = Field(10_000, ge=10)
     data_dir: str | None = None
 
     def state_dir(self) -> Path:

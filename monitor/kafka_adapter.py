@@ -120,6 +120,7 @@ class KafkaAdapter:
         self.sinks = list(sinks)
         self.max_bytes = max_bytes
         self.event_max_bytes = pipeline.settings.events.max_bytes
+        self.max_unacked = pipeline.settings.kafka.max_unacked_messages
         self.stats = AdapterStats()
         self.errors = ErrorLog(log)
         self.letters = DeadLetterWriter(dead_letter, max_bytes, self.stats)
@@ -381,6 +382,22 @@ class KafkaAdapter:
             if enter is not None and context is not None:
                 enter(context)
             await self._run(source, run)
+        self._bound_unacked(source)
+
+    def _bound_unacked(self, source: str) -> None:
+        """Keep the unacknowledged messages of ``source`` within ``kafka.max_unacked_messages``:
+        past it, the streams holding back the older half checkpoint their collected events
+        (:meth:`Pipeline.checkpoint_collected`), so those messages can be acknowledged. Runs
+        in the context of the partition's last message, so the checkpoints go to its
+        changelog partition."""
+        queue = self._unacked.get(source)
+        limit = self.max_unacked
+        if queue is None or len(queue) <= limit:
+            return
+        before = (queue[len(queue) - limit // 2][0]) << INDEX_BITS
+        if self.pipeline.checkpoint_collected(source, before):
+            self.stats.collected_checkpoints += 1
+            self._deliver([])
 
     def _decode(self, raws: list[bytes]) -> list[list[FastPrediction] | Exception | None]:
         """The fast decoder's verdict on each message: its events, ``None`` (pydantic must
@@ -510,6 +527,7 @@ class KafkaAdapter:
             "streams_stale": s.stale,
             "windows": s.windows,
             "checkpoints": self.stats.checkpoints,
+            "collected_checkpoints": self.stats.collected_checkpoints,
             "acked": self.stats.acked,
             "unacked": self.unacked(),
             "events_by_stream": {st.group: st.events for st in self.pipeline.streams.values()},

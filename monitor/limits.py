@@ -132,8 +132,8 @@ class Admission:
         lim = self.settings.limits
         group = f"{key[0]}/{key[1]}"
         state = self.checkpoints(group) if self.checkpoints is not None else None
-        # A checkpoint is taken only once the reference is known: no warm-up then.
-        warmup = key not in self.references and state is None
+        # A checkpoint without a reference holds a warm-up's collected events.
+        warmup = key not in self.references and (state is None or not state.get("profile_id"))
         size = self.settings.reference.warmup_events
         while len(self.streams) >= lim.max_streams or (
             warmup and (self._warming + 1) * size > lim.max_warmup_events

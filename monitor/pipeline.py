@@ -23,6 +23,8 @@ from detectors.performance import ErrorMonitor, LabelJoiner, Pending, error_of
 from detectors.profile import ReferenceProfile
 from detectors.window import Finding, WindowReport
 from monitor.admission import EventClock
+from monitor.checkpointing import Checkpoints
+from monitor.collected import STATE_MARGIN
 from monitor.config import Settings
 from monitor.epochs import epoch_array
 from monitor.events import (
@@ -78,7 +80,7 @@ def _is_prediction(ev: object) -> bool:
     return type(ev) is dict and "prediction" in ev and ev.get("type", "prediction") == "prediction"
 
 
-class Pipeline(Admission):
+class Pipeline(Admission, Checkpoints):
     """Parse, window, detect, decide (see module docstring).
 
     Parameters
@@ -150,6 +152,10 @@ class Pipeline(Admission):
         self.position_shift = 0
         self._checkpoints: dict[str, dict[str, Any]] = {}
         self._detector_settings = self.settings.detector_settings()
+        #: A checkpoint is one changelog record (``kafka.max_message_bytes`` at most).
+        self.max_collected_bytes = max(
+            self.settings.kafka.max_message_bytes - STATE_MARGIN, STATE_MARGIN
+        )
         #: Decodes input with the feature schema of every stream compiled in (the hot path).
         self.decoder = FastDecoder(self.settings.events.max_bytes)
 
@@ -316,62 +322,6 @@ class Pipeline(Admission):
             if len(pending) >= stream.capacity:
                 self._window_full(stream, positions[j - 1], out)
 
-    def safe_position(self, source: str) -> int | None:
-        """Input of ``source`` before this position is fully reflected in checkpoints (or had
-        no effect on state); ``None`` when nothing of ``source`` awaits a checkpoint."""
-        pending = [
-            s.unsaved_from[source] for s in self.streams.values() if source in s.unsaved_from
-        ]
-        return min(pending) if pending else None
-
-    def take_checkpoints(self) -> dict[str, dict[str, Any]]:
-        """Checkpoints taken since the last call, by stream group (only the newest per group).
-
-        A checkpoint is taken when a window closes or the reference is learned: at that moment
-        the stream holds no collected events, so everything it has seen is in its state.
-        """
-        out = self._checkpoints
-        self._checkpoints = {}
-        return out
-
-    def _checkpoint(self, stream: ModelStream) -> None:
-        if self.checkpointing:
-            self._checkpoints[stream.group] = self.snapshot_stream(stream)
-
-    def snapshot_stream(self, stream: ModelStream) -> dict[str, Any]:
-        """JSON-friendly checkpoint of one stream; marks its noted input as saved.
-
-        Only valid while the stream holds no collected window events (see
-        :meth:`take_checkpoints`); events collected afterwards are not acknowledged until the
-        next checkpoint, so after a restart they are delivered again.
-        """
-        assert not stream.pending, "checkpoint with collected events"
-        stream.saved()
-        return {
-            **stream.state(),
-            "alerts": self.tracker.snapshot_group(stream.group),
-            "label_alerts": self.tracker.snapshot_group(stream.group + "/labels"),
-        }
-
-    def restore_stream(self, stream: ModelStream, state: Mapping[str, Any]) -> None:
-        """Load a checkpoint written by :meth:`snapshot_stream` into a new stream."""
-        raw_profile = state.get("profile")
-        if raw_profile is not None:
-            stream.use_profile(ReferenceProfile.model_validate(raw_profile))
-            self._compile(stream)
-        elif stream.profile is None and state.get("profile_id"):
-            raise ValueError(
-                f"checkpoint of {stream.group} needs reference {state['profile_id']}, "
-                "which is not loaded"
-            )
-        stream.load_state(state)
-        if state.get("errors") is not None:
-            stream.errors = self._error_monitor(stream)
-            stream.errors.load_state(state["errors"])
-        self.tracker.restore_group(stream.group, state.get("alerts") or {})
-        self.tracker.restore_group(stream.group + "/labels", state.get("label_alerts") or {})
-        self.stats.restored += 1
-
     def reject(self, rejection: Rejection) -> None:
         """Count an input that is not an event (and keep the first few for the report)."""
         self.stats.lines += 1
@@ -446,30 +396,6 @@ class Pipeline(Admission):
         if self.checkpointing:
             return stream.last_position(source)
         return stream.applied.get(source, -1)
-
-    def _current(self, stream: ModelStream) -> ModelStream:
-        """``stream``, or its successor rebuilt from the changelog when another worker
-        advanced it (live worker only).
-
-        A rebalance may give this worker's partitions to another worker and later give them
-        back; meanwhile the other worker's checkpoints move past what this one remembers. A
-        checkpoint whose input positions lie beyond the stream's own is such a one: the stale
-        stream is dropped and a new one is restored from the checkpoint (input after it was
-        never acknowledged, so Kafka delivers it again). The new stream takes the old one's
-        slot, so predictions waiting in the label join are graded by it. Costs one table
-        read per batch and stream (:attr:`foreign_checkpoints`, which skips this worker's own).
-        """
-        if self.foreign_checkpoints is None or not self.checkpointing:
-            return stream
-        state = self.foreign_checkpoints(stream.group)
-        if not state:
-            return stream
-        applied = state.get("applied") or {}
-        if all(int(pos) <= stream.last_position(src) for src, pos in applied.items()):
-            return stream
-        self._remove(stream)
-        self.stats.stale += 1
-        return self._new_stream(stream.key, stream.index)
 
     def _new_stream(
         self, key: StreamKey, index: int | None = None, state: Any = MISSING

@@ -7,9 +7,11 @@ its first checkpoint, so :func:`ensure_topics` runs at start-up: it creates miss
 ``kafka.partitions`` partitions and adopts the partition count of existing ones, which must all
 agree.
 
-Topics it creates (the inputs and the dead-letter topic) get ``max.message.bytes`` =
-``kafka.max_message_bytes`` (16 MiB by default), so that a message the worker accepts fits and
-its dead letter can be written; the broker's default (1 MiB) would refuse them. An existing
+Topics it creates (the inputs, the dead-letter topic and the checkpoints' changelog) get
+``max.message.bytes`` = ``kafka.max_message_bytes`` (16 MiB by default), so that a message the
+worker accepts fits, its dead letter can be written and a checkpoint can carry a warm-up's
+collected events (see ``kafka.max_unacked_messages``); the broker's default (1 MiB) would
+refuse them. An existing
 topic with a smaller limit is logged as a warning (it is not altered: its owner decides).
 """
 
@@ -50,10 +52,16 @@ def admin_config(settings: Settings) -> dict[str, Any]:
     return cfg
 
 
+def changelog_topic(settings: Settings) -> str:
+    """The changelog topic of the worker's checkpoint table (Faust names it so)."""
+    return f"{settings.kafka.group_id}-checkpoints-changelog"
+
+
 def ensure_topics(settings: Settings) -> int:
     """Create missing input topics; return the partition count the worker must use."""
     t = settings.topics
     inputs = [t.predictions, t.features, t.labels]
+    changelog = changelog_topic(settings)
     release_kafka_sockets()
     try:
         admin = KafkaAdminClient(**admin_config(settings))
@@ -63,7 +71,7 @@ def ensure_topics(settings: Settings) -> int:
             f"{exc}"
         ) from exc
     try:
-        existing = _partitions(admin, [*inputs, t.dead_letter])
+        existing = _partitions(admin, [*inputs, t.dead_letter, changelog])
         counts = {name: existing[name] for name in inputs if name in existing}
         if len(set(counts.values())) > 1:
             raise ConfigError(
@@ -83,6 +91,9 @@ def ensure_topics(settings: Settings) -> int:
             for name in [*inputs, t.dead_letter]
             if name not in existing
         ]
+        if changelog not in existing:  # as Faust would make it, with room for collected events
+            compacted = {**limit, "cleanup.policy": "compact"}
+            missing.append(NewTopic(changelog, partitions, 1, topic_configs=compacted))
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
                 admin.create_topics(missing)
@@ -118,7 +129,8 @@ def _check_limits(admin: Any, names: list[str], limit: int) -> None:
         if value < limit:
             log.warning(
                 "topic %s has max.message.bytes=%d, less than kafka.max_message_bytes=%d: "
-                "larger messages and dead letters are refused (dead letters are cut to fit)",
+                "larger messages, dead letters and checkpoints are refused (dead letters are cut "
+                "to fit; raise it with kafka-configs.sh --alter --add-config max.message.bytes=N)",
                 name,
                 value,
                 limit,

@@ -336,3 +336,33 @@ def test_error_log_sums_up_repeats_without_tracebacks(caplog: pytest.LogCaptureF
     assert [r.exc_info for r in rest] == [None, None]
     assert "1 more inputs rejected as internal_error" in rest[0].getMessage()
     assert log.counts == {"ValueError": 3}
+
+
+def test_a_version_that_never_finishes_warm_up_does_not_hold_acknowledgements() -> None:
+    """``kafka.max_unacked_messages``: a stray model version's one event (offset 3) is written
+    into its checkpoint once the partition holds too many messages, so offset 3 and everything
+    after it are acknowledged as windows close; the unacknowledged count stays bounded."""
+    settings = {**SETTINGS, "kafka": {"max_unacked_messages": 300}}
+    h = Harness(settings)
+    msgs = two_streams(6_000)
+    stray = msgs[3].value.replace(b'"model_version":"v1"', b'"model_version":"canary"')
+    msgs[3] = Msg(TOPIC, 0, 3, b"m", stray)
+    table: dict[str, Any] = {}
+    h.adapter.table = table
+    most = 0
+
+    async def feed() -> None:
+        nonlocal most
+        for m in msgs:
+            if h.adapter.add(m, m.value, h.ack(m)):
+                await h.adapter.flush()
+                most = max(most, h.adapter.unacked())
+        await h.adapter.flush()
+
+    asyncio.run(feed())
+    assert 3 in h.acked and h.acked == sorted(h.acked)
+    assert most <= 300  # after every batch
+    assert h.adapter.unacked() <= 300
+    assert h.adapter.stats.collected_checkpoints > 0
+    assert [ev["event_id"] for ev in table["churn/canary"]["collected"]] == ["c-1"]
+    assert h.adapter.status()["collected_checkpoints"] == h.adapter.stats.collected_checkpoints

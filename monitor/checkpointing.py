@@ -1,0 +1,174 @@
+"""Checkpoints of the pipeline's streams: when they are taken, what they hold, how they return.
+
+A stream's checkpoint is taken when it learns its reference and when a window closes: then it
+holds no collected events and its detector state says everything it has seen. The worker
+acknowledges a message once every stream it touched has checkpointed past it
+(:meth:`Checkpoints.safe_position`). A stream still collecting (a warm-up that never finishes, a
+window that fills slowly) would hold its partition's acknowledgements for good, so the worker
+asks for :meth:`Checkpoints.checkpoint_collected` when a partition has too many unacknowledged
+messages: those streams' checkpoints then carry their collected events
+(:mod:`monitor.collected`), bounded by ``warmup_events`` or ``window.size`` per stream and by
+the changelog's record size.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from alerting.state import AlertTracker
+from detectors.performance import ErrorMonitor, LabelJoiner, Pending
+from detectors.profile import ReferenceProfile
+from monitor.collected import collected_size, decode_collected, encode_collected
+from monitor.limits import MISSING
+from monitor.pipeline_types import PipelineStats
+from monitor.streams import ModelStream, StreamKey, predicted_of
+
+
+class Checkpoints:
+    """Checkpointing (mixed into :class:`~monitor.pipeline.Pipeline`, which provides the
+    attributes below, ``_compile``, ``_error_monitor``, ``_remove`` and ``_new_stream``)."""
+
+    streams: OrderedDict[StreamKey, ModelStream]
+    tracker: AlertTracker
+    stats: PipelineStats
+    joiner: LabelJoiner
+    checkpointing: bool
+    foreign_checkpoints: Callable[[str], Mapping[str, Any] | None] | None
+    _checkpoints: dict[str, dict[str, Any]]
+    #: Most bytes of collected events one checkpoint may carry (see :meth:`checkpoint_collected`).
+    max_collected_bytes: int = 8 << 20
+
+    def _compile(self, stream: ModelStream) -> None:
+        raise NotImplementedError
+
+    def _error_monitor(self, stream: ModelStream) -> ErrorMonitor:
+        raise NotImplementedError
+
+    def _remove(self, stream: ModelStream) -> None:
+        raise NotImplementedError
+
+    def _new_stream(
+        self, key: StreamKey, index: int | None = None, state: Any = ...
+    ) -> ModelStream:
+        raise NotImplementedError
+
+    def safe_position(self, source: str) -> int | None:
+        """Input of ``source`` before this position is fully reflected in checkpoints (or had
+        no effect on state); ``None`` when nothing of ``source`` awaits a checkpoint."""
+        pending = [
+            s.unsaved_from[source] for s in self.streams.values() if source in s.unsaved_from
+        ]
+        return min(pending) if pending else None
+
+    def take_checkpoints(self) -> dict[str, dict[str, Any]]:
+        """Checkpoints taken since the last call, by stream group (only the newest per group)."""
+        out = self._checkpoints
+        self._checkpoints = {}
+        return out
+
+    def _checkpoint(self, stream: ModelStream) -> None:
+        if self.checkpointing:
+            self._checkpoints[stream.group] = self.snapshot_stream(stream)
+
+    def checkpoint_collected(self, source: str, before: int) -> int:
+        """Checkpoint, with their collected events, the streams holding input of ``source``
+        from before position ``before`` unacknowledged; returns how many (see
+        :meth:`take_checkpoints`).
+
+        A stream whose collected events would take more than :attr:`max_collected_bytes` drops
+        them instead (counted as the warning ``collected_dropped``, one per event) and starts
+        its warm-up or window again: its checkpoint must fit in one changelog record, and only
+        events far larger than predictions usually are come near that.
+        """
+        taken = 0
+        for stream in list(self.streams.values()):
+            start = stream.unsaved_from.get(source)
+            if start is None or start >= before:
+                continue
+            plain = encode_collected(stream.pending)
+            if plain and collected_size(plain) > self.max_collected_bytes:
+                self.stats.warnings["collected_dropped"] += len(plain)
+                stream.pending = []
+                plain = []
+            self._checkpoints[stream.group] = self.snapshot_stream(stream, plain)
+            taken += 1
+        return taken
+
+    def snapshot_stream(
+        self, stream: ModelStream, collected: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """JSON-friendly checkpoint of one stream; marks its noted input as saved.
+
+        Without ``collected`` (the stream's collected events as :func:`encode_collected` makes
+        them) only valid while the stream holds none: events collected afterwards are not
+        acknowledged until the next checkpoint, so after a restart they are delivered again.
+        """
+        assert collected is not None or not stream.pending, "checkpoint with collected events"
+        stream.saved()
+        state = {
+            **stream.state(),
+            "alerts": self.tracker.snapshot_group(stream.group),
+            "label_alerts": self.tracker.snapshot_group(stream.group + "/labels"),
+        }
+        if collected:
+            state["collected"] = collected
+            state["collected_offsets"] = list(stream.offsets)
+        return state
+
+    def restore_stream(self, stream: ModelStream, state: Mapping[str, Any]) -> None:
+        """Load a checkpoint written by :meth:`snapshot_stream` into a new stream."""
+        raw_profile = state.get("profile")
+        if raw_profile is not None:
+            stream.use_profile(ReferenceProfile.model_validate(raw_profile))
+            self._compile(stream)
+        elif stream.profile is None and state.get("profile_id"):
+            raise ValueError(
+                f"checkpoint of {stream.group} needs reference {state['profile_id']}, "
+                "which is not loaded"
+            )
+        stream.load_state(state)
+        if state.get("errors") is not None:
+            stream.errors = self._error_monitor(stream)
+            stream.errors.load_state(state["errors"])
+        self.tracker.restore_group(stream.group, state.get("alerts") or {})
+        self.tracker.restore_group(stream.group + "/labels", state.get("label_alerts") or {})
+        collected = state.get("collected")
+        if collected:
+            events = decode_collected(stream.group, collected)
+            stream.pending = list(events)  # type: ignore[arg-type]
+            first, last = state.get("collected_offsets") or (0, 0)
+            stream.offsets = (int(first), int(last))
+            for ev in events:
+                prediction = ev.get("prediction", MISSING)
+                if prediction is not MISSING:  # it waits for its label again
+                    self.joiner.add(
+                        ev["event_id"],
+                        Pending(stream.index, predicted_of(prediction), ev["timestamp"]),
+                    )
+        self.stats.restored += 1
+
+    def _current(self, stream: ModelStream) -> ModelStream:
+        """``stream``, or its successor rebuilt from the changelog when another worker
+        advanced it (live worker only).
+
+        A rebalance may give this worker's partitions to another worker and later give them
+        back; meanwhile the other worker's checkpoints move past what this one remembers. A
+        checkpoint whose input positions lie beyond the stream's own is such a one: the stale
+        stream is dropped and a new one is restored from the checkpoint (input after it was
+        never acknowledged, so Kafka delivers it again). The new stream takes the old one's
+        slot, so predictions waiting in the label join are graded by it. Costs one table
+        read per batch and stream (:attr:`foreign_checkpoints`, which skips this worker's own).
+        """
+        if self.foreign_checkpoints is None or not self.checkpointing:
+            return stream
+        state = self.foreign_checkpoints(stream.group)
+        if not state:
+            return stream
+        applied = state.get("applied") or {}
+        if all(int(pos) <= stream.last_position(src) for src, pos in applied.items()):
+            return stream
+        self._remove(stream)
+        self.stats.stale += 1
+        return self._new_stream(stream.key, stream.index)
