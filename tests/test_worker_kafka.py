@@ -189,6 +189,60 @@ def test_kill_9_and_restart_recovers_state_from_changelog(
     assert [r for r in after if r["state"] in ("pending", "firing")] == []  # not sent as new
 
 
+def test_kill_9_keeps_a_stray_versions_collected_events_and_commits(
+    kafka_broker: KafkaBroker, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """A version that never finishes warm-up (three events of ``canary``) no longer holds the
+    committed offset: its events are written into its checkpoint (``max_unacked_messages``),
+    and after kill -9 they are there, each once."""
+    lines = list(generate("abrupt-shift", 24_000, 8).lines())
+    canary = [
+        line.replace(b'"model_version":"v1"', b'"model_version":"canary"').replace(
+            b'"event_id":"e-', b'"event_id":"k-'
+        )
+        for line in lines[:6]
+    ]
+    topics = Topics.fresh("collected")
+    topics.create(kafka_broker.bootstrap, 1)
+    cfg = topics.config(
+        tmp_path / "monitor.yaml",
+        kafka_broker.bootstrap,
+        1,
+        kafka_extra="  max_unacked_messages: 100\n",
+    )
+    first_part = [(b"fraud", c) for c in canary[:3]] + list(envelopes(lines[:20_000], 50))
+    end = produce(kafka_broker.bootstrap, topics.predictions, first_part)
+    first = Worker(cfg, tmp_path, "first").start()
+    workers.append(first)
+    st = first.wait_for(lambda s: s.get("events_by_stream", {}).get("fraud/v1", 0) >= 20_000)
+    assert st["events_by_stream"]["fraud/canary"] == 3
+    deadline = time.monotonic() + 60
+    while (
+        time.monotonic() < deadline
+        and committed(kafka_broker.bootstrap, topics.group, topics.predictions) < end - 100
+    ):
+        time.sleep(0.5)
+    assert (
+        committed(kafka_broker.bootstrap, topics.group, topics.predictions) >= end - 100
+    )  # past the canary's offsets 0-2
+    first.kill()
+
+    second_part = [(b"fraud", c) for c in canary[3:]] + list(envelopes(lines[20_000:], 50))
+    produce(kafka_broker.bootstrap, topics.predictions, second_part)
+    second = Worker(cfg, tmp_path, "second").start()
+    workers.append(second)
+    st = second.wait_for(
+        lambda s: (
+            s.get("events_by_stream", {}).get("fraud/v1", 0) >= len(lines)
+            and s.get("events_by_stream", {}).get("fraud/canary", 0) >= 6
+        )
+    )
+    time.sleep(2)  # anything re-read twice would have been counted by now
+    st = second.status()
+    assert st["events_by_stream"]["fraud/v1"] == len(lines)  # nothing lost, nothing twice
+    assert st["events_by_stream"]["fraud/canary"] == 6  # three from its checkpoint
+
+
 def checkpointed(
     kafka_broker: KafkaBroker,
     tmp_path: Path,
