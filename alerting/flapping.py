@@ -152,6 +152,15 @@ class FlapDetector:
         """The history of ``fp`` if it is kept."""
         return self._histories.get(fp)
 
+    def flapping_in(self, group: str) -> list[FlapChange]:
+        """The alerts of ``group`` flapping now, as the changes that started them."""
+        out = []
+        for fp in sorted(self._groups.get(group, ())):
+            h = self._histories[fp]
+            if h.flapping_since is not None:
+                out.append(FlapChange(fp, h, True))
+        return out
+
     def observe(
         self,
         group: str,

@@ -89,6 +89,14 @@ class Notifier:
         """Flush for at most ``close_timeout`` seconds and stop the delivery threads."""
         self.dispatcher.close(self.close_timeout)
 
+    def resume(self, transitions: list[Transition]) -> None:
+        """Tell the receivers that keep alerts (Alertmanager) again about alerts whose state
+        was restored (:meth:`alerting.state.AlertTracker.resume`); other receivers were told
+        once and are not told again."""
+        notes = self.router.resumed(transitions)
+        if notes:
+            self.dispatcher.resume(notes)
+
     def snapshot(self) -> dict[str, Any]:
         """The router's state (JSON)."""
         return self.router.snapshot()

@@ -174,6 +174,25 @@ class Router:
                 )
                 self._emit(resolved, NoticeKind.ALERT, "resolved", out)
 
+    def resumed(self, transitions: Iterable[Transition]) -> list[Notification]:
+        """Take what :meth:`alerting.state.AlertTracker.resume` gives (alerts whose state was
+        restored) as told, and return the notifications that tell the receivers again:
+        flapping alerts, then firing ones not suppressed by flapping. Alertmanager keeps
+        alerts only in memory and for ``4 x resend interval``; a restarted worker must send
+        them again at once, with their original ``startsAt``."""
+        transitions = list(transitions)
+        out: list[Notification] = []
+        for t in transitions:
+            if t.state is AlertState.FLAPPING:
+                self._flapping[t.fingerprint] = t
+                self._emit(t, NoticeKind.FLAPPING, "firing", out)
+        for t in transitions:
+            if t.state is AlertState.FIRING:
+                self._firing[t.fingerprint] = t
+                if (t.escalated_from or t.fingerprint) not in self._flapping:
+                    self._tell_firing(t, out)
+        return out
+
     # -- building notifications --------------------------------------------------------------
 
     def runbook_url(self, alertname: str) -> str:

@@ -239,6 +239,24 @@ class AlertTracker:
             fingerprint=change.fingerprint,
         )
 
+    def resume(self, group: str, offset: int = 0) -> list[Transition]:
+        """What receivers were told is active in ``group``, to tell them again when its state
+        was restored (a restart, a partition taken over): its flapping alerts (``flapping``
+        since they started), then its firing alerts at the time they fired, with their
+        escalations. ``offset`` is given to the transitions; nothing changes here."""
+        out: list[Transition] = []
+        if self.flapping is not None:
+            for change in self.flapping.flapping_in(group):
+                since = change.history.flapping_since
+                out.append(self._flap_transition(change, offset, since or 0.0))
+        for fp in sorted(self._groups.get(group, ())):
+            alert = self._alerts[fp]
+            if alert.state is AlertState.FIRING:
+                fired = alert.fired_at if alert.fired_at is not None else alert.active_at
+                out.append(self._transition(alert, AlertState.FIRING, fp, offset, fired))
+                out.extend(self._escalated(alert, AlertState.FIRING, fp, offset, fired))
+        return out
+
     def _drop(self, fp: str) -> None:
         alert = self._alerts.pop(fp)
         self._groups[alert.group].discard(fp)

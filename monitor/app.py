@@ -311,6 +311,25 @@ def build_app(
         finally:
             await adapter.flush()
 
+    inputs = (t.predictions, t.features, t.labels)
+
+    async def take_over(*_: Any, **__: Any) -> None:
+        # After every assignment's table recovery (the first one too): the alerts held in the
+        # checkpoints of the assigned partitions are told again at once (KafkaAdapter.adopt),
+        # before Alertmanager lets them expire.
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic in inputs}
+        try:
+            n = await adapter.adopt(assigned)
+        except Exception:  # a damaged checkpoint must not stop the worker's recovery
+            log.exception("cannot take over the alerts of partitions %s", sorted(assigned))
+            return
+        if n:
+            log.info(
+                "took over the alerts of %d model versions (partitions %s)", n, sorted(assigned)
+            )
+
+    app.on_rebalance_complete.connect(take_over)
+
     @app.timer(BATCH_SECONDS)  # type: ignore[untyped-decorator]
     async def flush_batch() -> None:
         if adapter.stale():
@@ -319,7 +338,6 @@ def build_app(
     if observability is not None:
         obs = observability
         obs.attach(pipeline, adapter, sinks)
-        inputs = (t.predictions, t.features, t.labels)
 
         @app.timer(1.0)  # type: ignore[untyped-decorator]
         async def poll_consumer() -> None:

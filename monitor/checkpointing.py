@@ -14,10 +14,11 @@ the changelog's record size.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from alerting.state import AlertTracker
+from alerting.types import Transition
 from detectors.performance import ErrorMonitor, LabelJoiner, Pending
 from detectors.profile import ReferenceProfile
 from monitor.collected import collected_size, decode_collected, encode_collected
@@ -149,6 +150,25 @@ class Checkpoints:
                     )
         self.stats.restored += 1
 
+    def adopt(self, states: Mapping[str, Mapping[str, Any]]) -> list[Transition]:
+        """Take over the alerts of these checkpoints (by group) now, without waiting for
+        input: their partitions were just assigned (a restart, or another worker's). Returns
+        the alerts receivers were told are active (:meth:`AlertTracker.resume`), to tell them
+        again. A stream this pipeline holds keeps its state unless the checkpoint is newer
+        (:meth:`_current`); the others are restored when their input comes, their alerts now.
+        """
+        out: list[Transition] = []
+        for group, state in states.items():
+            stream = self.streams.get((str(state["key"][0]), str(state["key"][1])))
+            if stream is not None:
+                self._current(stream)
+            else:
+                self.tracker.restore_group(group, state.get("alerts") or {})
+                self.tracker.restore_group(group + "/labels", state.get("label_alerts") or {})
+            out += self.tracker.resume(group)
+            out += self.tracker.resume(group + "/labels")
+        return out
+
     def _current(self, stream: ModelStream) -> ModelStream:
         """``stream``, or its successor rebuilt from the changelog when another worker
         advanced it (live worker only).
@@ -172,3 +192,26 @@ class Checkpoints:
         self._remove(stream)
         self.stats.stale += 1
         return self._new_stream(stream.key, stream.index)
+
+
+def taken_over(state: Mapping[str, Any], partitions: Collection[int]) -> bool:
+    """Whether the checkpoint ``state`` has input from one of ``partitions`` and holds alerts
+    receivers were told are active (firing, or flapping): what :meth:`Checkpoints.adopt`
+    must take over when those partitions are assigned."""
+    sources = state.get("applied") or {}
+    if not any(_partition(src) in partitions for src in sources):
+        return False
+    for part in ("alerts", "label_alerts"):
+        held = state.get(part) or {}
+        if any(a.get("state") == "firing" for a in (held.get("alerts") or {}).values()):
+            return True
+        histories = (held.get("flapping") or {}).get("histories") or {}
+        if any(h.get("flapping_since") is not None for h in histories.values()):
+            return True
+    return False
+
+
+def _partition(source: object) -> int:
+    """The partition of a Kafka source name (``topic/partition``), ``-1`` for others."""
+    tail = str(source).rpartition("/")[2]
+    return int(tail) if tail.isdigit() else -1

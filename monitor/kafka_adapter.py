@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import replace
 from itertools import repeat
 from operator import attrgetter
@@ -32,6 +32,7 @@ from pydantic_core import from_json
 from alerting.sinks import AlertSink
 from alerting.types import Transition
 from monitor.adapter_types import AdapterStats, BatchObserver, Message
+from monitor.checkpointing import taken_over
 from monitor.dead_letters import (
     EXCEPTION_HEADER,
     DeadLetter,
@@ -506,6 +507,26 @@ class KafkaAdapter:
         )
         self._unacked.setdefault(source, deque()).append((msg.offset, ack))
         self._touched.add(source)
+
+    async def adopt(self, partitions: Collection[int]) -> int:
+        """Input ``partitions`` were assigned (at start, after a restart, or taken over from
+        another worker) and their checkpoints recovered: take over the alerts they hold active
+        now, without waiting for input, and have the sinks that keep alerts (Alertmanager, the
+        alert gauges) told again (:meth:`Pipeline.adopt`). Returns how many streams' alerts."""
+        async with self._flushing:  # not in the middle of a batch
+            states: dict[str, Any] = {}
+            for group in list(self.table):
+                state = self.table.get(group)
+                if state and taken_over(state, partitions):
+                    states[group] = state
+            resumed = self.pipeline.adopt(states)
+            if resumed:
+                shifted = [replace(t, offset=t.offset >> INDEX_BITS) for t in resumed]
+                for sink in self.sinks:
+                    resume = getattr(sink, "resume", None)
+                    if resume is not None:
+                        resume(shifted)
+            return len(states)
 
     def unacked(self) -> int:
         """Messages processed but not yet acknowledged (their windows are still open)."""

@@ -276,6 +276,10 @@ class MonitorMetrics(Collector):
                     )
         self.refresh_alerts()
 
+    def resume(self, transitions: list[Transition]) -> None:
+        """Alerts restored from checkpoints: the alert gauges show them again."""
+        self.refresh_alerts()
+
     def close(self) -> None:
         """Nothing to release."""
 

@@ -1,0 +1,95 @@
+"""A restarted worker tells Alertmanager again about the alert it was firing (issue 16, defect
+1), against the real broker and a real Alertmanager 0.25: the worker fires FeatureDrift, is
+killed with SIGKILL, the alert expires in Alertmanager (its lease is 4 x ``resend_interval``),
+and the worker started again, with no new input, has it back in Alertmanager with its original
+``startsAt`` within a ``resend_interval`` of its partition assignment."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.simulate import generate
+from tests.alertmanager_server import Alertmanager, WebhookReceiver, run_alertmanager, serve_webhook
+from tests.kafka_broker import KafkaBroker
+from tests.worker_proc import Topics, Worker, envelopes, produce
+
+pytestmark = pytest.mark.kafka
+
+RESEND = 2.0  # seconds; Alertmanager's lease is 4 x this
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
+def am(tmp_path: Path) -> Iterator[Alertmanager]:
+    receiver: WebhookReceiver
+    with serve_webhook() as receiver, run_alertmanager(tmp_path / "am", receiver) as running:
+        yield running
+
+
+def drift_alerts(am: Alertmanager) -> list[dict[str, Any]]:
+    """FeatureDrift alerts Alertmanager holds active (not yet past their ``endsAt``)."""
+    now = time.time()
+    return [
+        a
+        for a in am.api("/api/v2/alerts")
+        if a["labels"].get("alertname") == "FeatureDrift"
+        and datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")).timestamp() > now
+    ]
+
+
+def wait(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.25)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_a_firing_alert_is_back_in_alertmanager_after_kill_9_and_restart(
+    kafka_broker: KafkaBroker, am: Alertmanager, tmp_path: Path, workers: list[Worker]
+) -> None:
+    lines = list(generate("abrupt-shift", 30_000, 8).lines())
+    topics = Topics.fresh("takeover")
+    topics.create(kafka_broker.bootstrap, 1)
+    cfg = topics.config(
+        tmp_path / "monitor.yaml",
+        kafka_broker.bootstrap,
+        1,
+        extra=(
+            "notifications:\n  receivers:\n    - name: am\n      alertmanager:\n"
+            f"        urls: ['{am.url}']\n        resend_interval: {RESEND}s\n"
+        ),
+    )
+    produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines, 250))
+    first = Worker(cfg, tmp_path, "first").start()
+    workers.append(first)
+    first.wait_for(lambda s: s.get("alerts", {}).get("FeatureDrift/firing", 0) >= 1)
+    (fired,) = wait(lambda: drift_alerts(am), 30, "the alert in Alertmanager")
+    first.kill()
+
+    # Nobody re-sends it: Alertmanager lets it expire at the end of its lease.
+    wait(lambda: not drift_alerts(am), 8 * RESEND + 10, "the alert to expire")
+
+    second = Worker(cfg, tmp_path, "second").start()
+    workers.append(second)
+    second.wait_for(lambda s: "messages" in s)  # started: partitions assigned, recovered
+    (back,) = wait(lambda: drift_alerts(am), RESEND + 10, "the alert back in Alertmanager")
+    assert back["startsAt"] == fired["startsAt"]
+    assert back["labels"] == fired["labels"]
+    assert second.status()["messages"] == 0  # without any input to the second worker
+    assert [r for r in second.alerts_records() if r["state"] in ("pending", "firing")] == []
