@@ -187,14 +187,42 @@ class LabelJoiner:
 
     def pop(self, event_id: str) -> Pending | None:
         """The prediction for ``event_id``, removed from memory; ``None`` if unknown or gone."""
-        if self._batches:
-            self._index()
-        found = self._pending.pop(event_id, None)
+        found = self.take(event_id)
         if found is None:
             self.unmatched += 1
             return None
         self.joined += 1
-        return Pending._make(found)
+        return found
+
+    def take(self, event_id: str) -> Pending | None:
+        """:meth:`pop` without counting the outcome (the caller counts: a label delivered
+        twice is neither joined nor unmatched)."""
+        if self._batches:
+            self._index()
+        found = self._pending.pop(event_id, None)
+        return None if found is None else Pending._make(found)
+
+    def add_predicted(
+        self,
+        ids: Sequence[str],
+        stream: int,
+        predicted: Sequence[Predicted],
+        times: Sequence[float],
+    ) -> None:
+        """Remember predictions whose graded values are known already (``predicted`` as
+        ``predicted`` made them, ``times`` in epoch seconds): predictions restored from a
+        checkpoint. Bounded as :meth:`add_many`."""
+        if not len(ids) == len(predicted) == len(times):
+            raise ValueError("ids, predicted and timestamps differ in length")
+        if not ids:
+            return
+        if self._batches:
+            self._index()
+        self._pending.update(zip(ids, zip(repeat(stream), predicted, times), strict=True))
+        over = len(self) - self.max_entries
+        if over > 0:
+            self.evicted += over
+            self._drop_oldest(over)
 
     def expire(self, now: float) -> None:
         """Drop predictions older than ``now - ttl_seconds`` (oldest first, stops at a fresh one).
@@ -372,6 +400,7 @@ class ErrorMonitor:
             "latch": self._latch.state() if self._latch is not None else None,
             "latch_clear": self._latch.clear if self._latch is not None else None,
             "last_value": self.last_value,
+            "alpha": self.alpha,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -386,6 +415,9 @@ class ErrorMonitor:
             self._latch = ChangeLatch(float(state["latch_clear"]), "up")
             self._latch.load_state(state["latch"])
         self.last_value = state["last_value"]
+        # The significance level it was created with (before a reference detector existed, a
+        # stream's errors are judged at 1e-8): a restart must not move the threshold.
+        self.alpha = float(state.get("alpha", self.alpha))
 
     @property
     def pending(self) -> int:

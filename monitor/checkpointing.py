@@ -14,17 +14,27 @@ the changelog's record size.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from alerting.state import AlertTracker
 from alerting.types import Transition
 from detectors.performance import ErrorMonitor, LabelJoiner, Pending
 from detectors.profile import ReferenceProfile
+from monitor.admission import event_seconds
 from monitor.collected import collected_size, decode_collected, encode_collected
+from monitor.config import Settings
 from monitor.limits import MISSING
 from monitor.pipeline_types import PipelineStats
-from monitor.streams import ModelStream, StreamKey, predicted_of
+from monitor.streams import (
+    ModelStream,
+    StreamKey,
+    ids_of,
+    predicted_many,
+    predicted_of,
+    predictions_of,
+    timestamps_of,
+)
 
 
 class Checkpoints:
@@ -37,7 +47,9 @@ class Checkpoints:
     joiner: LabelJoiner
     checkpointing: bool
     foreign_checkpoints: Callable[[str], Mapping[str, Any] | None] | None
-    _checkpoints: dict[str, dict[str, Any]]
+    _checkpoints: dict[str, dict[str, Any] | None]
+    settings: Settings
+    checkpoints: Callable[[str], Mapping[str, Any] | None] | None
     #: Most bytes of collected events one checkpoint may carry (see :meth:`checkpoint_collected`).
     max_collected_bytes: int = 8 << 20
 
@@ -63,8 +75,10 @@ class Checkpoints:
         ]
         return min(pending) if pending else None
 
-    def take_checkpoints(self) -> dict[str, dict[str, Any]]:
-        """Checkpoints taken since the last call, by stream group (only the newest per group)."""
+    def take_checkpoints(self) -> dict[str, dict[str, Any] | None]:
+        """Checkpoints taken since the last call, by stream group (only the newest per group),
+        and the predictions kept for labels (:meth:`_keep_for_labels`) by their key; ``None``:
+        delete the key."""
         out = self._checkpoints
         self._checkpoints = {}
         return out
@@ -135,6 +149,7 @@ class Checkpoints:
             stream.errors.load_state(state["errors"])
         self.tracker.restore_group(stream.group, state.get("alerts") or {})
         self.tracker.restore_group(stream.group + "/labels", state.get("label_alerts") or {})
+        self._restore_labels(stream)
         collected = state.get("collected")
         if collected:
             events = decode_collected(stream.group, collected)
@@ -149,6 +164,44 @@ class Checkpoints:
                         Pending(stream.index, predicted_of(prediction), ev["timestamp"]),
                     )
         self.stats.restored += 1
+
+    def _keep_for_labels(self, stream: ModelStream, window: Sequence[Any]) -> None:
+        """Checkpoint the predictions of a window just used (or a warm-up), as they wait in the
+        label join, so a label that comes after a restart still finds its prediction.
+
+        Only for streams that have had labels (most never get any), and bounded as the
+        join is: a window's predictions (its own changelog record, written once) are
+        forgotten once all of them are older than ``labels.ttl`` before the stream's time, and
+        the oldest go first beyond ``labels.max_pending``.
+        """
+        if not self.checkpointing or stream.errors is None or not window:
+            return
+        ids = ids_of(window)
+        times = [float(t) for t in event_seconds(timestamps_of(window))]
+        predicted = predicted_many(predictions_of(window))
+        number = stream.windows if stream.detector is not None else 0
+        key = label_segment_key(stream.group, number)
+        self._checkpoints[key] = {"ids": ids, "predicted": predicted, "times": times}
+        segments = stream.label_segments
+        segments.append([float(number), max(times), float(len(ids))])
+        lab = self.settings.labels
+        limit = stream.last_time - lab.ttl
+        while segments and (
+            segments[0][1] < limit or sum(seg[2] for seg in segments) > lab.max_pending
+        ):
+            gone = segments.pop(0)
+            self._checkpoints[label_segment_key(stream.group, int(gone[0]))] = None
+
+    def _restore_labels(self, stream: ModelStream) -> None:
+        """Put the checkpointed predictions of a restored stream back into the label join."""
+        if self.checkpoints is None:
+            return
+        for seg in stream.label_segments:
+            saved = self.checkpoints(label_segment_key(stream.group, int(seg[0])))
+            if saved:
+                self.joiner.add_predicted(
+                    saved["ids"], stream.index, saved["predicted"], saved["times"]
+                )
 
     def adopt(self, states: Mapping[str, Mapping[str, Any]]) -> list[Transition]:
         """Take over the alerts of these checkpoints (by group) now, without waiting for
@@ -215,3 +268,8 @@ def _partition(source: object) -> int:
     """The partition of a Kafka source name (``topic/partition``), ``-1`` for others."""
     tail = str(source).rpartition("/")[2]
     return int(tail) if tail.isdigit() else -1
+
+
+def label_segment_key(group: str, number: int) -> str:
+    """The table key of the predictions of window ``number`` of ``group`` kept for labels."""
+    return f"{group}#labels/{number}"

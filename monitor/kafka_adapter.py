@@ -277,6 +277,9 @@ class KafkaAdapter:
     def _deliver(self, transitions: list[Transition]) -> None:
         """Store the checkpoints the pipeline took; send the state changes to the sinks."""
         for group, state in self.pipeline.take_checkpoints().items():
+            if state is None:
+                self.table.pop(group, None)
+                continue
             self.table[group] = state
             self.stats.checkpoints += 1
         if transitions:

@@ -150,7 +150,7 @@ class Pipeline(Admission, Checkpoints):
         self.foreign_checkpoints = foreign_checkpoints or checkpoints
         self.checkpointing = checkpointing
         self.position_shift = 0
-        self._checkpoints: dict[str, dict[str, Any]] = {}
+        self._checkpoints: dict[str, dict[str, Any] | None] = {}
         self._detector_settings = self.settings.detector_settings()
         #: A checkpoint is one changelog record (``kafka.max_message_bytes`` at most).
         self.max_collected_bytes = max(
@@ -370,13 +370,14 @@ class Pipeline(Admission, Checkpoints):
     def _window_full(self, stream: ModelStream, offset: int, out: list[Transition]) -> None:
         """``stream`` collected what it needs (warm-up or a window), the last at ``offset``."""
         stream.offsets = (stream.offsets[0], offset)
+        window = stream.pending
         if stream.detector is None:
             stream.learn_profile()
             self._release(stream)
             self._compile(stream)
+            self._keep_for_labels(stream, window)
             self._checkpoint(stream)
             return
-        window = stream.pending
         report = stream.close_window()
         self.stats.windows += 1
         for observer in self.observers:
@@ -384,6 +385,7 @@ class Pipeline(Admission, Checkpoints):
         stream.last_outputs = None
         self._decide(stream, report, offset, out)
         self.joiner.trim(stream.last_time)
+        self._keep_for_labels(stream, window)
         self._checkpoint(stream)
 
     def _floor(self, stream: ModelStream, source: str) -> int:
@@ -453,17 +455,23 @@ class Pipeline(Admission, Checkpoints):
         return ErrorMonitor(lab.window, alpha, ref, lab.warmup, self.settings.drift.change_clear_z)
 
     def _label(self, event: LabelEvent, offset: int, out: list[Transition], source: str) -> None:
-        found = self.joiner.pop(event["event_id"])
+        joiner = self.joiner
+        found = joiner.take(event["event_id"])
         if found is None:
+            joiner.unmatched += 1
             return
         stream = self._by_index.get(found.stream)
         if stream is None:  # its prediction's stream was evicted since
+            joiner.joined += 1
             self.stats.warnings["label_stream_evicted"] += 1
             return
         self._touch(stream)
         if offset <= self._floor(stream, source):
+            # Re-delivered after a restart (its prediction came back from the checkpoint):
+            # neither joined nor unmatched again.
             self.stats.duplicates += 1
             return
+        joiner.joined += 1
         graded = error_of(found.predicted, event["label"])
         if graded is None:
             self.stats.warnings["label_type_mismatch"] += 1

@@ -82,6 +82,7 @@ _SCORE = itemgetter("score")
 _LATENCY = itemgetter("latency_ms")
 _TIMESTAMP = itemgetter("timestamp")
 _FEATURES = itemgetter("features")
+_EVENT_ID = itemgetter("event_id")
 # The same fields of fast-decoded events (monitor.fastdecode), read as attributes; on a dict
 # they raise AttributeError, which sends a window mixing both kinds to the general path.
 _A_LABEL = attrgetter("label")
@@ -90,6 +91,7 @@ _A_SCORE = attrgetter("score")
 _A_LATENCY = attrgetter("latency_ms")
 _A_TIMESTAMP = attrgetter("timestamp")
 _A_FEATURES = attrgetter("features")
+_A_EVENT_ID = attrgetter("event_id")
 
 
 def _field(events: Sequence[Any], fast: attrgetter[Any], slow: itemgetter[Any]) -> list[Any]:
@@ -117,6 +119,16 @@ def feature_dicts(features: list[Any]) -> list[Any]:
     for k, d in zip(at, row_dicts([features[k] for k in at]), strict=True):
         out[k] = d
     return out
+
+
+def ids_of(events: Sequence[Any]) -> list[str]:
+    """The ``event_id`` of every event."""
+    return _field(events, _A_EVENT_ID, _EVENT_ID)
+
+
+def timestamps_of(events: Sequence[Any]) -> list[Any]:
+    """The ``timestamp`` of every event, as decoded."""
+    return _field(events, _A_TIMESTAMP, _TIMESTAMP)
 
 
 def predictions_of(events: Sequence[Any]) -> list[Any]:
@@ -324,6 +336,9 @@ class ModelStream:
     touched: float = -math.inf
     #: Whether this stream holds a warm-up reservation (``limits.max_warmup_events``).
     reserved: bool = False
+    #: The checkpointed predictions that may still get their label: ``[number, newest event
+    #: time, count]`` per window, oldest first (see ``Checkpoints._keep_for_labels``).
+    label_segments: list[list[float]] = field(default_factory=list)
 
     def note(self, source: str, position: int) -> None:
         """Record that input at ``position`` of ``source`` changed this stream's state."""
@@ -370,6 +385,7 @@ class ModelStream:
             "versions": self.versions,
             "last_time": self.last_time,
             "applied": self.applied,
+            "label_segments": self.label_segments,
             "detector": self.detector.state() if self.detector is not None else None,
             "errors": errors.state() if errors is not None else None,
         }
@@ -384,6 +400,7 @@ class ModelStream:
         self.versions = dict(state.get("versions") or {})
         self.last_time = float(state["last_time"])
         self.applied = {str(k): int(v) for k, v in state["applied"].items()}
+        self.label_segments = [list(map(float, seg)) for seg in state.get("label_segments") or []]
 
     def schema_kinds(self) -> list[tuple[str, Any]] | None:
         """The categorical features' kinds to compile a decoder schema with (``None``: no

@@ -163,7 +163,7 @@ def test_collected_events_over_the_record_size_are_dropped_and_counted() -> None
     p.process_lines(lines, 0, SOURCE)
     assert p.checkpoint_collected(SOURCE, 300) == 1
     state = p.take_checkpoints()["fraud/v1"]
-    assert "collected" not in state
+    assert state is not None and "collected" not in state
     assert p.stats.warnings["collected_dropped"] == 300
     stream = p.streams[("fraud", "v1")]
     assert stream.pending == [] and p.safe_position(SOURCE) is None
