@@ -202,6 +202,21 @@ class LabelJoiner:
         found = self._pending.pop(event_id, None)
         return None if found is None else Pending._make(found)
 
+    def entries_of(self, stream: int) -> tuple[list[str], list[Predicted], list[float]]:
+        """The ids, graded values and times (epoch seconds) of the predictions of ``stream``
+        waiting for their label, oldest first."""
+        if self._batches:
+            self._index()
+        ids: list[str] = []
+        predicted: list[Predicted] = []
+        times: list[float] = []
+        for key, (owner, value, t) in self._pending.items():
+            if owner == stream:
+                ids.append(key)
+                predicted.append(value)
+                times.append(float(t) if isinstance(t, float | int) else _epoch(t))
+        return ids, predicted, times
+
     def add_predicted(
         self,
         ids: Sequence[str],

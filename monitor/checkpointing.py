@@ -24,6 +24,7 @@ from detectors.profile import ReferenceProfile
 from monitor.admission import event_seconds
 from monitor.collected import collected_size, decode_collected, encode_collected
 from monitor.config import Settings
+from monitor.events import epoch_seconds
 from monitor.limits import MISSING
 from monitor.pipeline_types import PipelineStats
 from monitor.streams import (
@@ -102,14 +103,17 @@ class Checkpoints:
             start = stream.unsaved_from.get(source)
             if start is None or start >= before:
                 continue
-            plain = encode_collected(stream.pending)
-            if plain and collected_size(plain) > self.max_collected_bytes:
-                self.stats.warnings["collected_dropped"] += len(plain)
-                stream.pending = []
-                plain = []
-            self._checkpoints[stream.group] = self.snapshot_stream(stream, plain)
+            self._checkpoint_collected(stream)
             taken += 1
         return taken
+
+    def _checkpoint_collected(self, stream: ModelStream) -> None:
+        plain = encode_collected(stream.pending)
+        if plain and collected_size(plain) > self.max_collected_bytes:
+            self.stats.warnings["collected_dropped"] += len(plain)
+            stream.pending = []
+            plain = []
+        self._checkpoints[stream.group] = self.snapshot_stream(stream, plain)
 
     def snapshot_stream(
         self, stream: ModelStream, collected: list[dict[str, Any]] | None = None
@@ -180,6 +184,31 @@ class Checkpoints:
         times = [float(t) for t in event_seconds(timestamps_of(window))]
         predicted = predicted_many(predictions_of(window))
         number = stream.windows if stream.detector is not None else 0
+        self._keep_segment(stream, number, ids, predicted, times)
+
+    def _first_label(self, stream: ModelStream, event_id: str, found: Pending) -> None:
+        """``stream`` applied its first label (``event_id``, its prediction ``found``):
+        checkpoint the predictions of it the label join holds, which were not kept (see
+        :meth:`_keep_for_labels`), and the stream with them; once in its life."""
+        if not self.checkpointing:
+            return
+        ids, predicted, times = self.joiner.entries_of(stream.index)
+        # Its own prediction too: a copy of the label delivered again finds it, as applied.
+        ids.append(event_id)
+        predicted.append(found.predicted)
+        t = found.timestamp
+        times.append(float(t) if isinstance(t, float | int) else epoch_seconds(t))
+        self._keep_segment(stream, -1, ids, predicted, times)
+        self._checkpoint_collected(stream)
+
+    def _keep_segment(
+        self,
+        stream: ModelStream,
+        number: int,
+        ids: list[str],
+        predicted: list[Any],
+        times: list[float],
+    ) -> None:
         key = label_segment_key(stream.group, number)
         self._checkpoints[key] = {"ids": ids, "predicted": predicted, "times": times}
         segments = stream.label_segments
@@ -208,13 +237,21 @@ class Checkpoints:
         input: their partitions were just assigned (a restart, or another worker's). Returns
         the alerts receivers were told are active (:meth:`AlertTracker.resume`), to tell them
         again. A stream this pipeline holds keeps its state unless the checkpoint is newer
-        (:meth:`_current`); the others are restored when their input comes, their alerts now.
+        (:meth:`_current`); a stream whose predictions wait for labels is restored now (within
+        ``limits.max_streams``), the others when their input comes, their alerts now.
         """
         out: list[Transition] = []
+        room = self.settings.limits.max_streams - len(self.streams)
         for group, state in states.items():
-            stream = self.streams.get((str(state["key"][0]), str(state["key"][1])))
+            key = (str(state["key"][0]), str(state["key"][1]))
+            stream = self.streams.get(key)
             if stream is not None:
                 self._current(stream)
+            elif state.get("label_segments") and room > 0:
+                # Its predictions wait for labels, which may come before any more input for
+                # the stream: restored now, they are in the label join.
+                self._new_stream(key, state=state)
+                room -= 1
             else:
                 self.tracker.restore_group(group, state.get("alerts") or {})
                 self.tracker.restore_group(group + "/labels", state.get("label_alerts") or {})
@@ -248,12 +285,15 @@ class Checkpoints:
 
 
 def taken_over(state: Mapping[str, Any], partitions: Collection[int]) -> bool:
-    """Whether the checkpoint ``state`` has input from one of ``partitions`` and holds alerts
-    receivers were told are active (firing, or flapping): what :meth:`Checkpoints.adopt`
-    must take over when those partitions are assigned."""
+    """Whether the checkpoint ``state`` has input from one of ``partitions`` and holds what
+    cannot wait for the stream's next input: alerts receivers were told are active (firing,
+    or flapping), or predictions waiting for their labels. What :meth:`Checkpoints.adopt`
+    takes over when those partitions are assigned."""
     sources = state.get("applied") or {}
     if not any(_partition(src) in partitions for src in sources):
         return False
+    if state.get("label_segments"):
+        return True
     for part in ("alerts", "label_alerts"):
         held = state.get(part) or {}
         if any(a.get("state") == "firing" for a in (held.get("alerts") or {}).values()):

@@ -476,11 +476,14 @@ class Pipeline(Admission, Checkpoints):
         if graded is None:
             self.stats.warnings["label_type_mismatch"] += 1
             return
+        first = stream.errors is None
         if stream.errors is None:
             stream.errors = self._error_monitor(stream)
         stream.labels += 1
         stream.note(source, offset)
         window = stream.errors.add(*graded)
+        if first:
+            self._first_label(stream, event["event_id"], found)
         if window is None:
             return
         for observer in self.observers:

@@ -10,7 +10,7 @@ import pytest
 
 from alerting.types import Transition
 from monitor.app import CheckpointTable
-from monitor.checkpointing import label_segment_key
+from monitor.checkpointing import label_segment_key, taken_over
 from monitor.config import settings_from_mapping
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
@@ -90,3 +90,47 @@ def test_streams_without_labels_keep_nothing_for_them() -> None:
     feed(p, list(generate("steady", 12_000, 3).lines()), 0, 12_000, table)
     assert [k for k in table if "#labels/" in k] == []
     assert table["fraud/v1"]["label_segments"] == []
+
+
+@pytest.mark.parametrize("crash_at", [20_100, 27_000, 33_333])
+def test_labels_that_come_after_every_window_closed_are_joined_once(
+    lines: list[bytes], crash_at: int
+) -> None:
+    """All predictions first (20 windows closed before any label: a model whose labels come
+    a day later), then their labels, with a crash among them; the predictions the join held
+    when the first label came were checkpointed then."""
+    predictions = [line for line in lines if b'"prediction"' in line][:20_000]
+    ids = {line.split(b'"event_id":"')[1].split(b'"')[0] for line in predictions}
+    labels = [
+        line
+        for line in lines
+        if b'"prediction"' not in line and line.split(b'"event_id":"')[1].split(b'"')[0] in ids
+    ]
+    assert len(labels) == 20_000
+    ordered = predictions + labels
+    table = CheckpointTable({})
+    settings = settings_from_mapping({"kafka": {"max_unacked_messages": 3_000}})
+    first = Pipeline(settings, checkpointing=True)
+    for k in range(0, crash_at, CHUNK):
+        stop = min(k + CHUNK, crash_at)
+        first.process_lines(ordered[k:stop], k, SOURCE)
+        safe = first.safe_position(SOURCE)
+        if safe is not None and stop - safe > 3_000:  # as the adapter bounds unacked input
+            first.checkpoint_collected(SOURCE, stop - 1_500)
+        for key, state in first.take_checkpoints().items():
+            if state is None:
+                table.pop(key, None)
+            else:
+                table[key] = state
+    safe = first.safe_position(SOURCE)
+    resume = crash_at if safe is None else safe
+    assert crash_at - resume <= 3_000 + CHUNK
+    second = Pipeline(settings, checkpoints=table.get, checkpointing=True)
+    # The partition is assigned: streams waiting for labels are restored before input.
+    states = {k: table[k] for k in table if "#" not in k and taken_over(table[k], {0})}
+    assert list(states) == ["fraud/v1"]
+    assert second.adopt(states) == []  # no alert to tell again
+    feed(second, ordered, resume, len(ordered), table)
+    stream = second.streams[("fraud", "v1")]
+    assert stream.labels == 20_000
+    assert second.joiner.unmatched == 0
