@@ -1,6 +1,6 @@
 """What happens to a signal, and who is told.
 
-``types`` (the contract), ``rules`` (for, keep_firing_for, severity, escalation, runbook),
+``types`` (the contract), ``names`` (the built-in alert names, defined once), ``rules`` (for, keep_firing_for, severity, escalation, runbook),
 ``state`` (pending/firing/resolved/transient per fingerprint), ``flapping`` (Nagios-style flap
 detection), ``routing`` and ``router`` (who is told what; no I/O), ``settings`` (the
 ``notifications:`` configuration), ``dispatch`` with ``alertmanager``, ``webhook``, ``sinks``,
