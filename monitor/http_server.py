@@ -40,7 +40,6 @@ from urllib.parse import urlparse
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.trace import SpanContext
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
@@ -50,23 +49,12 @@ from alerting.router import default_runbook_base
 from alerting.types import Transition
 from monitor import __version__
 from monitor.config import Settings
-from monitor.metrics import (
-    ConsumerPosition,
-    MonitorMetrics,
-    TraceRef,
-    parse_traceparent,
-    probe_indices,
-)
+from monitor.latency_metrics import TraceRef, trace_ref
+from monitor.metrics import ConsumerPosition, MonitorMetrics, probe_indices
+from monitor.span_export import SpanCounts, build_provider, code_revision
 from monitor.status_page import StatusHistory, render_page
-from monitor.tracing import (
-    HEADERS_GETTER,
-    Batch,
-    KafkaTracing,
-    SpanCounts,
-    build_provider,
-    code_revision,
-    context_from_headers,
-)
+from monitor.trace_context import context_from_headers
+from monitor.tracing import Batch, KafkaTracing
 
 log = logging.getLogger("driftwatch.http")
 
@@ -325,21 +313,13 @@ class Observability:
 
     def begin(self, msg: Any, events: Sequence[Any], size: int) -> None:
         """A message is about to be processed: start its span, note its trace for exemplars."""
-        headers = getattr(msg, "headers", None)
+        header = context_from_headers(getattr(msg, "headers", None))
         batch = None
-        if self.tracing is None:  # only the ids, for exemplars: a regex, not the propagator
-            values = HEADERS_GETTER.get(headers, "traceparent")
-            ref = parse_traceparent(values[0]) if values else None
-        else:
-            header: SpanContext | None = context_from_headers(headers)
-            ref = (
-                TraceRef(format(header.trace_id, "032x"), format(header.span_id, "016x"))
-                if header is not None
-                else None
-            )
+        if self.tracing is not None:
             batch = self.tracing.begin(
                 msg.topic, msg.partition, msg.offset, msg.key, header, events, size
             )
+        ref = trace_ref(header)
         self.metrics.batch_trace = ref
         self._current = _Message(
             msg.topic, msg.partition, msg.offset, time.perf_counter(), ref, batch
@@ -356,8 +336,7 @@ class Observability:
         ref = None
         batch = None
         if self.tracing is None:  # the first message's ids, for exemplars
-            values = HEADERS_GETTER.get(getattr(first, "headers", None), "traceparent")
-            ref = parse_traceparent(values[0]) if values else None
+            ref = trace_ref(context_from_headers(getattr(first, "headers", None)))
         else:
             headers = []
             for i in probe_indices(len(msgs), self.tracing.max_links):
@@ -366,8 +345,7 @@ class Observability:
                 if sc is not None:
                     headers.append((msg.offset, msg.key, sc))
             if headers:
-                sc = headers[0][2]
-                ref = TraceRef(format(sc.trace_id, "032x"), format(sc.span_id, "016x"))
+                ref = trace_ref(headers[0][2])
             batch = self.tracing.begin_batch(
                 first.topic,
                 first.partition,
@@ -395,13 +373,12 @@ class Observability:
             return
         self._current = None
         seconds = time.perf_counter() - cur.started
-        trace_ref = cur.header
+        span_ref = cur.header
         if cur.batch is not None:
-            sc = cur.batch.span.get_span_context()
-            trace_ref = TraceRef(format(sc.trace_id, "032x"), format(sc.span_id, "016x"))
+            span_ref = trace_ref(cur.batch.span.get_span_context())
             assert self.tracing is not None
             self.tracing.end(cur.batch, accepted, rejected, error)
-        self.metrics.batch_processed(cur.topic, seconds, trace_ref)
+        self.metrics.batch_processed(cur.topic, seconds, span_ref)
         self.last_offsets[(cur.topic, cur.partition)] = cur.offset
 
     def alert_sink(self, sinks: Sequence[Any]) -> _ObservedSink:
