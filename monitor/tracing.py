@@ -75,7 +75,8 @@ class KafkaTracing:
     Parameters
     ----------
     tracer
-        From the provider built by :func:`build_provider` (or any provider in tests).
+        From the provider built by :func:`monitor.span_export.build_provider` (or any provider
+        in tests).
     group_id
         Kafka consumer group (``messaging.consumer.group.name``).
     max_links
@@ -121,7 +122,8 @@ class KafkaTracing:
         size: int,
     ) -> Batch:
         """Start the ``process <topic>`` span of one message (links made at creation);
-        ``header`` is the context of its ``traceparent`` header (:func:`context_from_headers`)."""
+        ``header`` is the context of its ``traceparent`` header
+        (:func:`monitor.trace_context.context_from_headers`)."""
         base = offset << self.position_shift
         attributes: dict[str, Any] = {"messaging.kafka.offset": offset}
         if key is not None:
