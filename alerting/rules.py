@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Severity = Literal["critical", "warning", "info"]
-
-#: Alert names raised by the built-in detectors.
-BUILTIN_ALERTS = (
-    "FeatureDrift",
-    "PredictionDrift",
-    "DataQuality",
-    "LatencyRegression",
-    "PerformanceDegradation",
+from alerting.names import (
+    DATA_QUALITY,
+    FEATURE_DRIFT,
+    LATENCY_REGRESSION,
+    PERFORMANCE_DEGRADATION,
+    PREDICTION_DRIFT,
 )
 
+Severity = Literal["critical", "warning", "info"]
 
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
@@ -83,19 +81,19 @@ class AlertRule:
 
 
 DEFAULT_RULES: dict[str, AlertRule] = {
-    "FeatureDrift": AlertRule(
+    FEATURE_DRIFT: AlertRule(
         60.0, 60.0, "warning", "A feature's distribution has drifted from its reference."
     ),
-    "PredictionDrift": AlertRule(
+    PREDICTION_DRIFT: AlertRule(
         60.0, 60.0, "warning", "The model's output distribution has drifted from its reference."
     ),
-    "DataQuality": AlertRule(
+    DATA_QUALITY: AlertRule(
         30.0, 60.0, "critical", "Feature data is broken: a data-quality check is failing."
     ),
-    "LatencyRegression": AlertRule(
+    LATENCY_REGRESSION: AlertRule(
         60.0, 60.0, "warning", "Prediction latency has regressed against its reference."
     ),
-    "PerformanceDegradation": AlertRule(
+    PERFORMANCE_DEGRADATION: AlertRule(
         60.0, 120.0, "critical", "The model's error against ground truth has risen."
     ),
 }

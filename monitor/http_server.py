@@ -1,13 +1,14 @@
 """The metrics, health and status server, and :class:`Observability`, which feeds it.
 
-``MonitorServer`` is a stdlib ``ThreadingHTTPServer`` in a daemon thread, bound to
-``metrics.listen`` (``127.0.0.1:9464`` by default):
+``MonitorServer`` is the standard library's WSGI server (one thread per request) in a daemon
+thread, bound to ``metrics.listen`` (``127.0.0.1:9464`` by default):
 
 =================  =============================================================================
 path               what
 =================  =============================================================================
-``/metrics``       Prometheus exposition; OpenMetrics (with exemplars) when the scraper asks for
-                   ``application/openmetrics-text`` (Prometheus 2.42 does), gzip on request
+``/metrics``       prometheus_client's exposition app: OpenMetrics (with exemplars) when the
+                   scraper asks for ``application/openmetrics-text`` (Prometheus 2.42 does),
+                   else the text format 0.0.4; gzip when ``Accept-Encoding`` allows
 ``/healthz``       200 while the worker's event loop ticks (503 if it stalled for 30 s)
 ``/readyz``        200 only when the consumer has input partitions assigned, the changelog
                    recovery is over and the reference is loaded (a reference file, or warm-up
@@ -26,23 +27,21 @@ Kafka adapter calls :meth:`~Observability.begin` / :meth:`~Observability.alerts`
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import urlparse
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.trace import SpanContext
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from alerting.metrics import NotificationCollector
 from alerting.notify import Notifier
@@ -50,28 +49,22 @@ from alerting.router import default_runbook_base
 from alerting.types import Transition
 from monitor import __version__
 from monitor.config import Settings
-from monitor.metrics import (
-    ConsumerPosition,
-    MonitorMetrics,
-    TraceRef,
-    parse_traceparent,
-    probe_indices,
-)
+from monitor.latency_metrics import TraceRef, trace_ref
+from monitor.metrics import ConsumerPosition, MonitorMetrics, probe_indices
+from monitor.span_export import SpanCounts, build_provider, code_revision
 from monitor.status_page import StatusHistory, render_page
-from monitor.tracing import (
-    HEADERS_GETTER,
-    Batch,
-    KafkaTracing,
-    SpanCounts,
-    build_provider,
-    code_revision,
-    context_from_headers,
-)
+from monitor.trace_context import context_from_headers
+from monitor.tracing import Batch, KafkaTracing
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger("driftwatch.http")
 
 #: The documented default port of the metrics/status server.
 DEFAULT_PORT = 9464
+#: Plain-text answers (health, readiness, errors).
+_TEXT = "text/plain; charset=utf-8"
 #: /healthz fails when the worker's loop has not ticked for this long.
 STALL_SECONDS = 30.0
 
@@ -87,13 +80,38 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+def _no_store(start_response: StartResponse) -> StartResponse:
+    """``start_response`` adding ``Cache-Control: no-store`` (every answer is live state)."""
+
+    def start(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], object]:
+        return start_response(status, [*headers, ("Cache-Control", "no-store")], exc_info)
+
+    return start
+
+
 class MonitorServer:
     """Serves the paths in the module docstring from a daemon thread.
+
+    ``/metrics`` is prometheus_client's own WSGI app (:func:`prometheus_client.make_wsgi_app`):
+    it negotiates the format from ``Accept`` (the text format 0.0.4, or OpenMetrics with
+    exemplars), gzips when ``Accept-Encoding`` allows, and honours ``name[]`` filters. The other
+    paths are a small WSGI app beside it, on the standard library's WSGI server.
 
     Parameters
     ----------
@@ -122,6 +140,7 @@ class MonitorServer:
         self.status = status
         self.ready = ready
         self.healthy = healthy
+        self.metrics_app: WSGIApplication = make_wsgi_app(registry)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -136,8 +155,9 @@ class MonitorServer:
     def start(self) -> MonitorServer:
         """Bind and serve; raises ``OSError`` when the address is taken."""
         host, port = parse_listen(self.listen)
-        _Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._server = _Server((host, port), self._handler())
+        server_class = _Server6 if ":" in host else _Server
+        self._server = server_class((host, port), _Handler)
+        self._server.set_app(self.app)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="driftwatch-http", daemon=True
         )
@@ -154,57 +174,48 @@ class MonitorServer:
             self._thread.join(5)
             self._thread = None
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        owner = self
+    def app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """The WSGI application of every path (usable without the server, e.g. in tests)."""
+        path = environ.get("PATH_INFO", "")
+        start_response = _no_store(start_response)
+        try:
+            if path == "/metrics":
+                return self.metrics_app(environ, start_response)
+            if environ.get("REQUEST_METHOD") != "GET":
+                return _send(start_response, "405 Method Not Allowed", _TEXT, b"GET only\n")
+            if path == "/healthz":
+                return _check(start_response, self.healthy())
+            if path == "/readyz":
+                return _check(start_response, self.ready())
+            if path in {"/", "/index.html"}:
+                return _send(start_response, "200 OK", "text/html; charset=utf-8", self.page())
+            if path == "/api/status":
+                body = json.dumps(self.status(), allow_nan=False).encode()
+                return _send(start_response, "200 OK", "application/json", body)
+            return _send(start_response, "404 Not Found", _TEXT, b"not found\n")
+        except Exception:
+            log.exception("error serving %s", path)
+            return _send(
+                start_response,
+                "500 Internal Server Error",
+                _TEXT,
+                b"internal error\n",
+                sys.exc_info(),
+            )
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "driftwatch"
 
-            def do_GET(self) -> None:
-                path = urlparse(self.path).path
-                try:
-                    if path == "/metrics":
-                        self._metrics()
-                    elif path == "/healthz":
-                        self._check(owner.healthy())
-                    elif path == "/readyz":
-                        self._check(owner.ready())
-                    elif path in {"/", "/index.html"}:
-                        self._send(200, "text/html; charset=utf-8", owner.page())
-                    elif path == "/api/status":
-                        body = json.dumps(owner.status(), allow_nan=False).encode()
-                        self._send(200, "application/json", body)
-                    else:
-                        self._send(404, "text/plain; charset=utf-8", b"not found\n")
-                except Exception:
-                    log.exception("error serving %s", path)
-                    self._send(500, "text/plain; charset=utf-8", b"internal error\n")
+def _send(
+    start_response: StartResponse, status: str, ctype: str, body: bytes, exc_info: Any = None
+) -> list[bytes]:
+    start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))], exc_info)
+    return [body]
 
-            def _metrics(self) -> None:
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                body = encoder(owner.registry)
-                gz = "gzip" in self.headers.get("Accept-Encoding", "")
-                self._send(200, content_type, gzip.compress(body) if gz else body, gz)
 
-            def _check(self, result: tuple[bool, str]) -> None:
-                ok, why = result
-                text = ("ok" if ok else "not ready") + (f": {why}" if why else "") + "\n"
-                self._send(200 if ok else 503, "text/plain; charset=utf-8", text.encode())
-
-            def _send(self, status: int, ctype: str, body: bytes, gz: bool = False) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                if gz:
-                    self.send_header("Content-Encoding", "gzip")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("%s " + format, self.address_string(), *args)
-
-        return Handler
+def _check(start_response: StartResponse, result: tuple[bool, str]) -> list[bytes]:
+    ok, why = result
+    text = ("ok" if ok else "not ready") + (f": {why}" if why else "") + "\n"
+    status = "200 OK" if ok else "503 Service Unavailable"
+    return _send(start_response, status, _TEXT, text.encode())
 
 
 @dataclass(slots=True)
@@ -325,21 +336,13 @@ class Observability:
 
     def begin(self, msg: Any, events: Sequence[Any], size: int) -> None:
         """A message is about to be processed: start its span, note its trace for exemplars."""
-        headers = getattr(msg, "headers", None)
+        header = context_from_headers(getattr(msg, "headers", None))
         batch = None
-        if self.tracing is None:  # only the ids, for exemplars: a regex, not the propagator
-            values = HEADERS_GETTER.get(headers, "traceparent")
-            ref = parse_traceparent(values[0]) if values else None
-        else:
-            header: SpanContext | None = context_from_headers(headers)
-            ref = (
-                TraceRef(format(header.trace_id, "032x"), format(header.span_id, "016x"))
-                if header is not None
-                else None
-            )
+        if self.tracing is not None:
             batch = self.tracing.begin(
                 msg.topic, msg.partition, msg.offset, msg.key, header, events, size
             )
+        ref = trace_ref(header)
         self.metrics.batch_trace = ref
         self._current = _Message(
             msg.topic, msg.partition, msg.offset, time.perf_counter(), ref, batch
@@ -356,8 +359,7 @@ class Observability:
         ref = None
         batch = None
         if self.tracing is None:  # the first message's ids, for exemplars
-            values = HEADERS_GETTER.get(getattr(first, "headers", None), "traceparent")
-            ref = parse_traceparent(values[0]) if values else None
+            ref = trace_ref(context_from_headers(getattr(first, "headers", None)))
         else:
             headers = []
             for i in probe_indices(len(msgs), self.tracing.max_links):
@@ -366,8 +368,7 @@ class Observability:
                 if sc is not None:
                     headers.append((msg.offset, msg.key, sc))
             if headers:
-                sc = headers[0][2]
-                ref = TraceRef(format(sc.trace_id, "032x"), format(sc.span_id, "016x"))
+                ref = trace_ref(headers[0][2])
             batch = self.tracing.begin_batch(
                 first.topic,
                 first.partition,
@@ -395,13 +396,12 @@ class Observability:
             return
         self._current = None
         seconds = time.perf_counter() - cur.started
-        trace_ref = cur.header
+        span_ref = cur.header
         if cur.batch is not None:
-            sc = cur.batch.span.get_span_context()
-            trace_ref = TraceRef(format(sc.trace_id, "032x"), format(sc.span_id, "016x"))
+            span_ref = trace_ref(cur.batch.span.get_span_context())
             assert self.tracing is not None
             self.tracing.end(cur.batch, accepted, rejected, error)
-        self.metrics.batch_processed(cur.topic, seconds, trace_ref)
+        self.metrics.batch_processed(cur.topic, seconds, span_ref)
         self.last_offsets[(cur.topic, cur.partition)] = cur.offset
 
     def alert_sink(self, sinks: Sequence[Any]) -> _ObservedSink:

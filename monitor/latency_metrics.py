@@ -3,24 +3,23 @@ window at a time): the parts of :mod:`monitor.metrics` that follow a model versi
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from opentelemetry.trace import SpanContext, format_span_id, format_trace_id
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 
+from monitor.trace_context import context_from_event, context_from_traceparent
+
 NAMESPACE = "driftwatch"
 #: Prediction latency buckets (seconds): 1 ms .. 10 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_TRACEPARENT = re.compile(r"^[ \t]*00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}[ \t]*$")
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,29 +35,27 @@ class TraceRef:
 
 
 def parse_traceparent(value: Any) -> TraceRef | None:
-    """The ids of a version-00 ``traceparent`` (str or bytes); None if absent or invalid.
+    """The ids of a ``traceparent`` (str or bytes) as OpenTelemetry's W3C propagator reads it
+    (:mod:`monitor.trace_context`); None if absent or invalid.
 
     >>> parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     TraceRef(trace_id='4bf92f3577b34da6a3ce929d0e0e4736', span_id='00f067aa0ba902b7')
     >>> parse_traceparent("00-" + "0" * 32 + "-00f067aa0ba902b7-01") is None
     True
     """
-    if isinstance(value, bytes | bytearray):
-        value = bytes(value).decode("ascii", "replace")
-    if not isinstance(value, str):
-        return None
-    m = _TRACEPARENT.match(value)
-    if m is None or m.group(1) == _ZERO_TRACE or m.group(2) == _ZERO_SPAN:
-        return None
-    return TraceRef(m.group(1), m.group(2))
+    return trace_ref(context_from_traceparent(value))
 
 
 def event_trace(event: Any) -> TraceRef | None:
     """The trace context an event carries in its own ``trace`` field (``monitor.client``)."""
-    trace = event.get("trace") if isinstance(event, Mapping) else None
-    if isinstance(trace, dict):
-        return parse_traceparent(trace.get("traceparent"))
-    return None
+    return trace_ref(context_from_event(event))
+
+
+def trace_ref(sc: SpanContext | None) -> TraceRef | None:
+    """The ids of a span context as hex (None stays None)."""
+    if sc is None:
+        return None
+    return TraceRef(format_trace_id(sc.trace_id), format_span_id(sc.span_id))
 
 
 def probe_indices(n: int, k: int) -> range:

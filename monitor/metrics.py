@@ -52,6 +52,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 
 from alerting.fingerprint import fingerprint
+from alerting.names import BUILTIN_ALERTS
 from alerting.state import AlertTracker
 from alerting.types import AlertState, Transition
 from detectors.performance import ErrorWindow
@@ -102,13 +103,6 @@ BATCH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 EXEMPLAR_PROBES = 32
 #: Warnings of accepted events (``driftwatch_event_warnings_total``).
 WARNINGS = ("unknown_field", "label_type_mismatch", "evicted_events", "label_stream_evicted")
-ALERT_NAMES = (
-    "FeatureDrift",
-    "PredictionDrift",
-    "DataQuality",
-    "LatencyRegression",
-    "PerformanceDegradation",
-)
 
 
 class MonitorMetrics(Collector):
@@ -557,7 +551,7 @@ class MonitorMetrics(Collector):
             alerts = dict(self._alerts)
             transitions = dict(self._transitions)
             exemplars = dict(self._transition_exemplars)
-        names = sorted(set(ALERT_NAMES) | {n for n, _ in transitions} | {n for n, _ in alerts})
+        names = sorted(set(BUILTIN_ALERTS) | {n for n, _ in transitions} | {n for n, _ in alerts})
         for name in names:
             for state in ("pending", "firing", "flapping"):
                 active.add_metric([name, state], alerts.get((name, state), 0))

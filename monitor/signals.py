@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
+from alerting.names import ALERT_OF_FINDING
 from alerting.rules import RuleSet
 from alerting.types import Signal
 from detectors.window import Finding
 from monitor.streams import ModelStream
-
-ALERT_NAMES = {
-    "feature_drift": "FeatureDrift",
-    "prediction_drift": "PredictionDrift",
-    "data_quality": "DataQuality",
-    "latency": "LatencyRegression",
-    "performance": "PerformanceDegradation",
-}
 
 
 def _fmt(x: float) -> str:
@@ -25,7 +18,7 @@ def signal_of(
 ) -> Signal:
     """The alert signal of finding ``f`` of ``stream`` over input positions ``window``."""
     model, version = stream.key
-    alertname = ALERT_NAMES[f.kind]
+    alertname = ALERT_OF_FINDING[f.kind]
     labels: list[tuple[str, str]] = [("model", model), ("model_version", version)]
     if f.kind in {"feature_drift", "data_quality"}:
         labels.append(("feature", f.subject))

@@ -1,9 +1,8 @@
 """OpenTelemetry lineage: from an alert back to the Kafka messages and requests behind it.
 
 * Trace context arrives in Kafka headers (``traceparent``/``tracestate``, W3C) and, for events
-  logged with ``monitor.client.EventLogger``, in each event's own ``trace`` field. Headers are
-  read with :class:`KafkaHeadersGetter`, which accepts str or bytes keys and values, repeated
-  keys and ``None`` values, as a list of pairs or a mapping.
+  logged with ``monitor.client.EventLogger``, in each event's own ``trace`` field; both are read
+  with OpenTelemetry's W3C propagator (:mod:`monitor.trace_context`).
 * Every batch of Kafka messages of one partition that the worker processes together (or a
   message handled on its own) gets one CONSUMER span ``process <topic>`` with the messaging
   semantic conventions (v1.44: ``messaging.system``, ``messaging.operation.name``/``.type``,
@@ -22,281 +21,32 @@
   links to a bounded sample (``tracing.alert_links``, 16) of that window's events. Its trace id
   and a link built from ``tracing.trace_url`` go into the alert's annotations (``trace_id``,
   ``span_id``, ``trace_url``).
-* The resource carries ``service.name``, ``service.version``, ``vcs.ref.head.revision``,
-  ``vcs.repository.url.full`` and ``deployment.environment.name``.
-* Spans leave through a :class:`CountingBatchSpanProcessor` (the SDK's batch processor) and the
-  OTLP/HTTP protobuf exporter; the pipeline only appends to a bounded queue, so an unreachable
-  collector never blocks it. Spans lost to a full queue or a failed export are counted.
+* Spans leave through the provider of :mod:`monitor.span_export` (a bounded queue; an
+  unreachable collector never blocks the pipeline).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
-import re
-import subprocess
-import threading
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.propagators.textmap import Getter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import Link, SpanContext, SpanKind
 
+from alerting.names import PERFORMANCE_DEGRADATION
 from alerting.types import Transition
 from detectors.performance import ErrorWindow
 from detectors.window import WindowReport
-from monitor.config import TracingConfig
 from monitor.fastdecode import AnyEvent
 from monitor.metrics import probe_indices
 from monitor.streams import ModelStream
+from monitor.trace_context import as_text, context_from_event
 
-log = logging.getLogger("driftwatch.tracing")
-
-HeaderPairs = Sequence[tuple[str | bytes, bytes | str | None]]
-Headers = HeaderPairs | Mapping[str | bytes, bytes | str | None]
-_TRACEPARENT = re.compile(r"^[ \t]*00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})[ \t]*$")
 #: How many header contexts are remembered per topic partition for alert evidence.
 HEADER_MEMORY = 512
-
-
-def _text(value: str | bytes | bytearray) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else value
-
-
-class KafkaHeadersGetter(Getter[Headers]):
-    """Reads W3C fields from Kafka headers: ``(key, value)`` pairs (keys may repeat, values may
-    be ``None``) or a mapping; keys and values may be str or bytes.
-
-    >>> g = KafkaHeadersGetter()
-    >>> g.get([(b"traceparent", b"00-ab"), ("other", None), ("traceparent", None)], "traceparent")
-    ['00-ab']
-    >>> g.get({"tracestate": b"k=v"}, "tracestate"), g.get(None, "x")
-    (['k=v'], None)
-    """
-
-    def get(self, carrier: Headers | None, key: str) -> list[str] | None:
-        """Values of ``key`` as str, in order; None when there is none."""
-        if not carrier:
-            return None
-        pairs: Iterable[tuple[Any, Any]] = (
-            carrier.items() if isinstance(carrier, Mapping) else carrier
-        )
-        out = [_text(v) for k, v in pairs if v is not None and _text(k) == key]
-        return out or None
-
-    def keys(self, carrier: Headers | None) -> list[str]:
-        """All header keys as str."""
-        if not carrier:
-            return []
-        pairs: Iterable[Any] = carrier.keys() if isinstance(carrier, Mapping) else carrier
-        if isinstance(carrier, Mapping):
-            return [_text(k) for k in pairs]
-        return [_text(k) for k, _ in pairs]
-
-
-HEADERS_GETTER = KafkaHeadersGetter()
-_PROPAGATOR = TraceContextTextMapPropagator()
-
-
-def context_from_headers(headers: Headers | None) -> SpanContext | None:
-    """The producer's span context from ``traceparent``/``tracestate`` headers, or None."""
-    if not headers:
-        return None
-    ctx = _PROPAGATOR.extract(headers, getter=HEADERS_GETTER)
-    sc = trace.get_current_span(ctx).get_span_context()
-    return sc if sc.is_valid else None
-
-
-def context_from_event(event: Any) -> SpanContext | None:
-    """The span context in an event's own ``trace`` field (``monitor.client``), or None."""
-    fields = event.get("trace") if isinstance(event, Mapping) else None
-    if not isinstance(fields, dict):
-        return None
-    parent = fields.get("traceparent")
-    m = _TRACEPARENT.match(parent) if isinstance(parent, str) else None
-    if m is None:
-        return None
-    trace_id, span_id = int(m.group(1), 16), int(m.group(2), 16)
-    if not trace_id or not span_id:
-        return None
-    state = fields.get("tracestate")
-    return SpanContext(
-        trace_id,
-        span_id,
-        is_remote=True,
-        trace_flags=TraceFlags(int(m.group(3), 16) & 1),
-        trace_state=TraceState.from_header([state]) if isinstance(state, str) else None,
-    )
-
-
-def code_revision(override: str | None = None) -> str:
-    """This monitor's code revision: ``override``, ``$DRIFTWATCH_REVISION``, ``git rev-parse
-    HEAD`` of the source checkout, else ``unknown``."""
-    if override:
-        return override
-    env = os.environ.get("DRIFTWATCH_REVISION")
-    if env:
-        return env
-    root = Path(__file__).resolve().parent.parent
-    if (root / ".git").exists():
-        try:
-            out = subprocess.run(
-                ["git", "-C", str(root), "rev-parse", "HEAD"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return "unknown"
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    return "unknown"
-
-
-def build_resource(cfg: TracingConfig, version: str, revision: str) -> Resource:
-    """The monitor's resource: service name and version, code revision, repository, env."""
-    attrs: dict[str, str] = {
-        "service.name": cfg.service_name,
-        "service.version": version,
-        "vcs.ref.head.revision": revision,
-    }
-    if cfg.repository_url:
-        attrs["vcs.repository.url.full"] = cfg.repository_url
-    if cfg.environment:
-        attrs["deployment.environment.name"] = cfg.environment
-    return Resource.create(attrs)
-
-
-@dataclass(slots=True)
-class SpanCounts:
-    """Spans handed to the exporter and what became of them (thread-safe increments)."""
-
-    exported: int = 0
-    dropped_queue_full: int = 0
-    dropped_export_failed: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, name: str, n: int) -> None:
-        """Add ``n`` to counter ``name``."""
-        with self._lock:
-            setattr(self, name, getattr(self, name) + n)
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters by name."""
-        return {
-            "exported": self.exported,
-            "dropped_queue_full": self.dropped_queue_full,
-            "dropped_export_failed": self.dropped_export_failed,
-        }
-
-
-class CountingExporter(SpanExporter):
-    """Wraps an exporter: counts exported spans and spans lost to a failed export; never
-    raises into the batch processor's thread."""
-
-    def __init__(self, inner: SpanExporter, counts: SpanCounts) -> None:
-        self.inner = inner
-        self.counts = counts
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Export; a failure (collector down, refused) counts the spans as dropped."""
-        try:
-            result = self.inner.export(spans)
-        except Exception:
-            log.exception("span export failed")
-            result = SpanExportResult.FAILURE
-        if result is SpanExportResult.SUCCESS:
-            self.counts.add("exported", len(spans))
-        else:
-            self.counts.add("dropped_export_failed", len(spans))
-        return result
-
-    def shutdown(self) -> None:
-        """Shut the wrapped exporter down."""
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Flush the wrapped exporter."""
-        return self.inner.force_flush(timeout_millis)
-
-
-class CountingBatchSpanProcessor(BatchSpanProcessor):
-    """The SDK's batch processor, counting spans dropped because its queue was full, and with a
-    bounded shutdown (``shutdown_timeout`` seconds) so exit never waits on a dead collector.
-
-    The count checks the queue length just before the SDK appends, as the SDK's own "Queue
-    full" warning does; an export taking a batch at that instant can make it one too many.
-    """
-
-    def __init__(
-        self,
-        exporter: SpanExporter,
-        counts: SpanCounts,
-        *,
-        max_queue_size: int = 2048,
-        schedule_delay_millis: float = 1000.0,
-        shutdown_timeout: float = 5.0,
-    ) -> None:
-        super().__init__(
-            exporter,
-            max_queue_size=max_queue_size,
-            schedule_delay_millis=schedule_delay_millis,
-            max_export_batch_size=min(512, max_queue_size),
-        )
-        self.counts = counts
-        self.max_queue_size = max_queue_size
-        self.shutdown_timeout = shutdown_timeout
-
-    def on_end(self, span: ReadableSpan) -> None:
-        """Queue the span; count it when the full queue pushes the oldest out."""
-        if span.context is not None and span.context.trace_flags.sampled:
-            # The SDK's queue is a bounded deque: appending to a full one drops the oldest.
-            queue = self._batch_processor._queue
-            if len(queue) >= self.max_queue_size:
-                self.counts.add("dropped_queue_full", 1)
-        super().on_end(span)
-
-    def shutdown(self) -> None:
-        """Export what is queued for at most ``shutdown_timeout`` seconds, then stop."""
-        self._batch_processor.shutdown(timeout_millis=int(self.shutdown_timeout * 1000))
-
-
-def build_provider(
-    cfg: TracingConfig,
-    version: str,
-    revision: str,
-    exporter: SpanExporter | None = None,
-) -> tuple[TracerProvider, SpanCounts]:
-    """A tracer provider exporting OTLP/HTTP protobuf to ``cfg.endpoint`` (or ``exporter``).
-
-    The SDK's link limit is raised to ``max(max_links, alert_links)`` so sampled links are all
-    kept. The provider is not installed globally: pass it to :class:`KafkaTracing`.
-    """
-    counts = SpanCounts()
-    if exporter is None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        exporter = OTLPSpanExporter(
-            endpoint=cfg.endpoint, headers=dict(cfg.headers) or None, timeout=cfg.timeout
-        )
-    limits = SpanLimits(max_links=max(cfg.max_links, cfg.alert_links, 1))
-    provider = TracerProvider(resource=build_resource(cfg, version, revision), span_limits=limits)
-    provider.add_span_processor(
-        CountingBatchSpanProcessor(
-            CountingExporter(exporter, counts), counts, max_queue_size=cfg.queue_size
-        )
-    )
-    return provider, counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +75,8 @@ class KafkaTracing:
     Parameters
     ----------
     tracer
-        From the provider built by :func:`build_provider` (or any provider in tests).
+        From the provider built by :func:`monitor.span_export.build_provider` (or any provider
+        in tests).
     group_id
         Kafka consumer group (``messaging.consumer.group.name``).
     max_links
@@ -371,11 +122,12 @@ class KafkaTracing:
         size: int,
     ) -> Batch:
         """Start the ``process <topic>`` span of one message (links made at creation);
-        ``header`` is the context of its ``traceparent`` header (:func:`context_from_headers`)."""
+        ``header`` is the context of its ``traceparent`` header
+        (:func:`monitor.trace_context.context_from_headers`)."""
         base = offset << self.position_shift
         attributes: dict[str, Any] = {"messaging.kafka.offset": offset}
         if key is not None:
-            attributes["messaging.kafka.message.key"] = _text(key)
+            attributes["messaging.kafka.message.key"] = as_text(key)
         headers = [(offset, key, header)] if header is not None else []
         return self._start(
             topic, partition, headers, events, range(base, base + len(events)), size, attributes
@@ -428,7 +180,7 @@ class KafkaTracing:
                 "messaging.destination.name": topic,
             }
             if key is not None:
-                attrs["messaging.kafka.message.key"] = _text(key)
+                attrs["messaging.kafka.message.key"] = as_text(key)
             links.append(Link(header, attrs))
             seen.add((header.trace_id, header.span_id))
         probes = probe_indices(len(events), self.max_links)
@@ -573,7 +325,7 @@ class KafkaTracing:
             version = t.labels.get("model_version", "")
             stream = streams.get((model, version))
             group = f"{model}/{version}"
-            if t.alertname == "PerformanceDegradation":
+            if t.alertname == PERFORMANCE_DEGRADATION:
                 group += "/labels"
             evidence = self._evidence.get(group)
             attrs = self._alert_attributes(t, stream, evidence)

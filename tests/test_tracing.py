@@ -1,10 +1,10 @@
-"""Tracing without Kafka: header getter, consumer and alert spans through the real adapter and
-pipeline (in-memory span exporter), link sampling, and a collector that is down or slow."""
+"""Tracing without Kafka: consumer and alert spans through the real adapter and pipeline
+(in-memory span exporter), link sampling and the alert annotations. The header getter is tested
+in ``test_trace_context.py``, the exporter's counting in ``test_span_export.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,23 +12,15 @@ from typing import Any
 import orjson
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from alerting.types import Transition
-from monitor.config import TracingConfig, settings_from_mapping
+from monitor.config import settings_from_mapping
 from monitor.http_server import Observability
 from monitor.kafka_adapter import KafkaAdapter
 from monitor.pipeline import Pipeline
 from monitor.simulate import generate
-from monitor.tracing import (
-    KafkaHeadersGetter,
-    SpanCounts,
-    build_provider,
-    context_from_event,
-    context_from_headers,
-)
 from tests.doubles import Msg
 
 TOPIC = "predictions"
@@ -130,26 +122,6 @@ def drift_run() -> Iterator[Run]:
     run.obs.close()
 
 
-def test_getter_reads_bytes_str_repeated_and_none() -> None:
-    g = KafkaHeadersGetter()
-    headers: list[tuple[str | bytes, bytes | str | None]] = [
-        (b"traceparent", None),
-        ("traceparent", b"first"),
-        (b"traceparent", "second"),
-    ]
-    assert g.get(headers, "traceparent") == ["first", "second"]
-    assert g.get(headers, "tracestate") is None
-    assert g.keys({b"a": b"1", "b": None}) == ["a", "b"]
-    sc = context_from_headers([(b"traceparent", traceparent(7).encode()), ("tracestate", b"k=v")])
-    assert sc is not None and sc.trace_id == 8 and sc.is_remote
-    assert sc.trace_state.get("k") == "v"
-    for bad in (b"garbage", b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01", b"ff-" + b"1" * 49):
-        assert context_from_headers([("traceparent", bad)]) is None
-    assert context_from_headers(None) is None
-    assert context_from_event({"trace": {"traceparent": "00-zz"}}) is None
-    assert context_from_event({"trace": "x"}) is None
-
-
 def test_one_consumer_span_per_message_with_semconv_attributes(drift_run: Run) -> None:
     consumer = [s for s in drift_run.spans() if s.kind is SpanKind.CONSUMER]
     assert len(consumer) == drift_run.lines
@@ -238,55 +210,6 @@ def test_transition_counter_has_the_alert_trace_as_exemplar(drift_run: Run) -> N
     line = next(x for x in text.splitlines() if x.startswith(series))
     firing = next(t for t in drift_run.transitions if t.state.value == "firing")
     assert f'trace_id="{firing.annotations["trace_id"]}"' in line
-
-
-class BlockingExporter(SpanExporter):
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.exported = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.release.wait(30)
-        self.exported += len(spans)
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        self.release.set()
-
-
-def test_a_stuck_collector_never_blocks_and_full_queue_drops_are_counted() -> None:
-    exporter = BlockingExporter()
-    cfg = TracingConfig(enabled=True, queue_size=16)
-    provider, counts = build_provider(cfg, "0", "r", exporter)
-    tracer = provider.get_tracer("t")
-    for i in range(600):  # the exporter holds its first batch; the queue overflows
-        tracer.start_span(f"s{i}").end()
-    assert counts.dropped_queue_full > 0
-    exporter.release.set()
-    provider.shutdown()
-    assert exporter.exported == counts.exported
-    # Every span was either exported or counted as dropped. The count reads the queue length
-    # just before the SDK appends (as the SDK's own "Queue full" check does), so an export
-    # popping a batch at that instant can make it one too many.
-    assert 600 <= counts.exported + counts.dropped_queue_full <= 601
-
-
-def test_an_unreachable_collector_counts_dropped_spans() -> None:
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cfg = TracingConfig(enabled=True, endpoint=f"http://127.0.0.1:{port}/v1/traces", timeout=0.5)
-    provider, counts = build_provider(cfg, "0", "r")
-    tracer = provider.get_tracer("t")
-    for i in range(5):
-        tracer.start_span(f"s{i}").end()
-    provider.force_flush()
-    provider.shutdown()
-    assert counts.dropped_export_failed == 5
-    assert counts.exported == 0
-    assert isinstance(counts, SpanCounts)
 
 
 def _key(t: Transition) -> tuple[object, ...]:
