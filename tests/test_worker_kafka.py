@@ -243,6 +243,43 @@ def test_kill_9_keeps_a_stray_versions_collected_events_and_commits(
     assert st["events_by_stream"]["fraud/canary"] == 6  # three from its checkpoint
 
 
+def test_kill_9_among_labels_joins_every_label_once(
+    kafka_broker: KafkaBroker, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """Labels that come after every window of their predictions closed (a model graded a day
+    later), with kill -9 among them: the predictions waiting for labels are in checkpoints,
+    the restarted worker restores them at assignment, and every label is joined exactly once."""
+    lines = list(generate("accuracy-drop", 20_000, 5).lines())
+    predictions = [line for line in lines if b'"prediction"' in line]
+    labels = [line for line in lines if b'"prediction"' not in line]
+    ids = {line.split(b'"event_id":"')[1].split(b'"')[0] for line in predictions}
+    labels = [line for line in labels if line.split(b'"event_id":"')[1].split(b'"')[0] in ids]
+    assert len(predictions) == 20_000 and len(labels) > 19_000
+    topics = Topics.fresh("labels9")
+    topics.create(kafka_broker.bootstrap, 1)
+    cfg = topics.config(
+        tmp_path / "monitor.yaml",
+        kafka_broker.bootstrap,
+        1,
+        kafka_extra="  max_unacked_messages: 2000\n",
+    )
+    produce(kafka_broker.bootstrap, topics.predictions, envelopes(predictions, 250))
+    first = Worker(cfg, tmp_path, "first").start()
+    workers.append(first)
+    first.wait_for(lambda s: s.get("events_by_stream", {}).get("fraud/v1", 0) >= 20_000)
+    produce(kafka_broker.bootstrap, topics.labels, ((b"fraud", line) for line in labels))
+    first.wait_for(lambda s: s.get("labels_by_stream", {}).get("fraud/v1", 0) >= 8_000)
+    first.kill()
+
+    second = Worker(cfg, tmp_path, "second").start()
+    workers.append(second)
+    second.wait_for(lambda s: s.get("labels_by_stream", {}).get("fraud/v1", 0) >= len(labels))
+    time.sleep(2)  # a label joined twice would show by now
+    st = second.status()
+    assert st["labels_by_stream"]["fraud/v1"] == len(labels)
+    assert st["events_by_stream"]["fraud/v1"] == 20_000
+
+
 def checkpointed(
     kafka_broker: KafkaBroker,
     tmp_path: Path,
