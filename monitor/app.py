@@ -30,6 +30,7 @@ from mode import Service
 
 from alerting.sinks import AlertSink
 from detectors.profile import ReferenceProfile
+from monitor.broker_watch import BrokerWatch, install_repeat_filter
 from monitor.config import Settings
 from monitor.dead_letters import DeadLetterTooLargeError
 from monitor.gctune import fewer_collections
@@ -244,6 +245,9 @@ def build_app(
         # 1 MiB ran envelopes at 0.74x the rate (48 MiB: 0.97x, i.e. no gain).
         consumer_max_fetch_size=max(k.max_message_bytes, 1 << 20),
         broker_commit_every=1000,
+        # A worker that stopped is noticed within the session timeout (Faust's default: 60 s).
+        broker_session_timeout=k.session_timeout_ms / 1000,
+        broker_heartbeat_interval=k.heartbeat_interval_ms / 1000,
         # Messages stay unacknowledged until their window is checkpointed; re-delivery after a
         # rebalance is idempotent, so a rebalance or shutdown must not wait for them.
         stream_wait_empty=False,
@@ -335,9 +339,17 @@ def build_app(
         if adapter.stale():
             await adapter.flush()
 
+    brokers = BrokerWatch(k.bootstrap_servers, k.unready_after)
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    async def watch_brokers() -> None:
+        install_repeat_filter()  # again: Faust's worker sets up its own log handlers
+        await brokers.probe()
+
     if observability is not None:
         obs = observability
         obs.attach(pipeline, adapter, sinks)
+        obs.brokers = brokers
 
         @app.timer(1.0)  # type: ignore[untyped-decorator]
         async def poll_consumer() -> None:

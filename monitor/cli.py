@@ -206,6 +206,9 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from monitor.broker_watch import install_repeat_filter
+
+    install_repeat_filter()
     from monitor.http_server import Observability
 
     settings = _observability_settings(settings, args)

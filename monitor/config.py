@@ -179,6 +179,12 @@ class KafkaConfig(_Section):
     restarts the worker exits with an error, for its supervisor to restart it (see
     ``monitor.recovery_watchdog``).
 
+    ``session_timeout_ms`` (10,000) and ``heartbeat_interval_ms`` (3,000): how long the group
+    waits for a worker that stopped sending heartbeats before giving its partitions to the
+    others, and how often heartbeats are sent (Kafka's consumer settings; Faust's own default
+    is 60 s). ``unready_after`` (15s): ``/readyz`` says not ready once no Kafka broker has
+    been reachable for this long.
+
     ``max_unacked_messages`` (10,000): messages of a partition the worker may hold
     unacknowledged. A message is acknowledged once the model versions it fed have checkpointed
     past it, at a learned reference or a closed window; a version still collecting (a warm-up
@@ -207,7 +213,19 @@ class KafkaConfig(_Section):
     producer_linger_ms: int = Field(50, ge=0, le=10_000)
     recovery_stall_seconds: float = Field(30.0, gt=0)
     max_unacked_messages: int = Field(10_000, ge=10)
+    session_timeout_ms: int = Field(10_000, ge=1_000, le=1_800_000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100, le=600_000)
+    unready_after: Duration = Field(15.0, gt=0)
     data_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _heartbeats_fit(self) -> KafkaConfig:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be at most a third "
+                f"of session_timeout_ms ({self.session_timeout_ms}), as Kafka advises"
+            )
+        return self
 
     def state_dir(self) -> Path:
         """The Faust data directory of this worker group (see ``data_dir``)."""

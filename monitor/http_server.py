@@ -48,6 +48,7 @@ from alerting.notify import Notifier
 from alerting.router import default_runbook_base
 from alerting.types import Transition
 from monitor import __version__
+from monitor.broker_watch import BrokerWatch
 from monitor.config import Settings
 from monitor.latency_metrics import TraceRef, trace_ref
 from monitor.metrics import ConsumerPosition, MonitorMetrics, probe_indices
@@ -303,6 +304,8 @@ class Observability:
         self.assigned = 0
         self.recovering = False
         self.heartbeat: float | None = None
+        #: The worker's view of Kafka (``None`` in replay).
+        self.brokers: BrokerWatch | None = None
         self._current: _Message | None = None
         self._ready: Callable[[], tuple[bool, str]] = self.ready
 
@@ -443,8 +446,12 @@ class Observability:
         self.metrics.set_consumer(len(assignment), positions)
 
     def ready(self) -> tuple[bool, str]:
-        """Ready when partitions are assigned, recovery is over and the reference is loaded."""
+        """Ready when a Kafka broker is reachable (see ``kafka.unready_after``), partitions are
+        assigned and their recovery is over."""
         ref = "reference file loaded" if self.references_loaded else "warm-up mode"
+        gone = self.brokers.unreachable() if self.brokers is not None else None
+        if gone is not None:
+            return False, f"no Kafka broker reachable for {gone:.0f} s"
         if self.assigned == 0:
             return False, "no input partitions assigned"
         if self.recovering:
