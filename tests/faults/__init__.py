@@ -1,0 +1,1 @@
+"""Fault tests against real servers: brokers and workers killed, outages (issue 16)."""
