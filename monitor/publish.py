@@ -18,7 +18,8 @@ import orjson
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic_core import from_json
 
-from monitor.client import EventLogger, Headers
+from monitor.client import EventLogger
+from monitor.client.sender import Headers
 from monitor.events import event_kind
 from monitor.simulate import Simulation
 

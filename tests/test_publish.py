@@ -13,7 +13,8 @@ from opentelemetry.sdk.trace import TracerProvider
 import monitor.publish
 from monitor.publish import PublishError, parse_kafka_url, publish
 from monitor.simulate import generate
-from tests.client.test_logger import Record, consume_all, traceparent
+from tests.client.broker import Record, consume_all
+from tests.client.test_logger import traceparent
 from tests.kafka_broker import KafkaBroker, create_topic, free_ports
 
 
