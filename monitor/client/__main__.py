@@ -102,9 +102,7 @@ def main(
         parser.error(str(exc))
     ids: list[str] = []
     for _ in range(args.count):
-        event_id = logger.log_prediction(
-            args.features, args.prediction, latency_ms=args.latency_ms
-        )
+        event_id = logger.log_prediction(args.features, args.prediction, latency_ms=args.latency_ms)
         if args.label is not None:
             logger.log_label(event_id, args.label)
         ids.append(event_id)

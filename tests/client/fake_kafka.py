@@ -3,7 +3,7 @@
 :class:`FakeKafka` stands in for the broker (it can be down, slow to accept connections, or fail
 the next deliveries) and records every message sent; its :meth:`FakeKafka.factory` is what the
 tests pass as ``EventLogger(producer_factory=...)``. It needs only the standard library and
-orjson, so the isolation test (``test_imports.py``) also uses it in an interpreter that cannot
+orjson, so the isolation tests (``test_main.py``) also uses it in an interpreter that cannot
 import the worker's dependencies.
 """
 
