@@ -21,7 +21,7 @@ from monitor.config import TracingConfig, settings_from_mapping
 from monitor.http_server import Observability
 from monitor.kafka_adapter import KafkaAdapter
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from monitor.tracing import (
     KafkaHeadersGetter,
     SpanCounts,

@@ -1,4 +1,5 @@
-"""Reading back what the EventLogger wrote to a real broker (tests marked ``kafka``)."""
+"""Reading back what the EventLogger wrote to a real broker (tests marked ``kafka``), and the
+``traceparent`` those records should carry."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+from opentelemetry.trace import Span
 
 from tests.client.fake_kafka import message_events
 
@@ -51,3 +54,8 @@ def consume_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Recor
 
 def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:10]}"
+
+
+def traceparent(span: Span) -> str:
+    ctx = span.get_span_context()
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 import monitor.client
 from monitor.client import PASSWORD_ENV, EventLogger
-from tests.client.broker import consume_all, unique
+from tests.client.broker import consume_all, traceparent, unique
 from tests.client.fake_kafka import FEATURES, PREDICTION, FakeKafka, make_logger, wait_for
 from tests.kafka_broker import KafkaBroker, create_topic
 
@@ -23,11 +23,6 @@ from tests.kafka_broker import KafkaBroker, create_topic
 def local_tracer() -> trace.Tracer:
     # A provider of our own: the global one stays untouched for other tests.
     return TracerProvider(shutdown_on_exit=False).get_tracer("driftwatch-tests")
-
-
-def traceparent(span: Span) -> str:
-    ctx = span.get_span_context()
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
 # ---------------------------------------------------------------------------- in-memory Kafka

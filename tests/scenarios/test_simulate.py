@@ -1,4 +1,4 @@
-"""Tests for the scenario generator :mod:`monitor.simulate`.
+"""Tests for the scenario generator :mod:`monitor.scenarios.simulate`.
 
 Statistical assertions use 5-sigma bounds derived from the sample (standard errors from
 sample standard deviations / binomial variances), never hand-tuned constants.
@@ -24,12 +24,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from monitor import simulate
-from monitor.simulate import (
+from monitor.scenarios import simulate
+from monitor.scenarios.population import CATEGORICAL_SPECS, NUMERIC_SPECS
+from monitor.scenarios.simulate import (
     CATEGORICAL_FEATURES,
-    CATEGORICAL_SPECS,
     NUMERIC_FEATURES,
-    NUMERIC_SPECS,
     SCENARIOS,
     generate,
 )
@@ -608,7 +607,7 @@ def test_simulate_to_sends_labels_to_the_configured_topic(
 ) -> None:
     """``simulate --to`` takes the labels (and features) topic from ``--config``, not a
     hard-coded ``labels``."""
-    import monitor.publish
+    import monitor.scenarios.publish
     from monitor.cli import main
 
     calls: list[dict[str, Any]] = []
@@ -617,7 +616,7 @@ def test_simulate_to_sends_labels_to_the_configured_topic(
         calls.append({"url": url, "batch": batch, **kwargs})
         return 0
 
-    monkeypatch.setattr(monitor.publish, "publish", publish)
+    monkeypatch.setattr(monitor.scenarios.publish, "publish", publish)
     cfg = tmp_path / "monitor.yaml"
     cfg.write_text("topics:\n  labels: truth-x\n  features: feats-x\n", encoding="utf-8")
     args = ["simulate", "--scenario", "accuracy-drop", "--events", "200"]
