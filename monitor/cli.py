@@ -28,7 +28,7 @@ from monitor.config import ConfigError, Settings, load_settings
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from monitor.simulate import generate
+    from monitor.scenarios.simulate import generate
 
     if not args.out and not args.to:
         raise ConfigError("simulate: give --out FILE and/or --to kafka://HOST:PORT/TOPIC")
@@ -56,7 +56,7 @@ def _simulate(args: argparse.Namespace) -> int:
         with open(args.truth, "wb") as fh:
             fh.write(orjson.dumps(sim.truth(), option=orjson.OPT_INDENT_2) + b"\n")
     if args.to:
-        from monitor.publish import PublishError, publish
+        from monitor.scenarios.publish import PublishError, publish
 
         topics = load_settings(args.config).topics
         try:
@@ -245,7 +245,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from monitor.evaluate import evaluate_files, format_evaluation
+    from monitor.scenarios.evaluate import evaluate_files, format_evaluation
 
     try:
         ev = evaluate_files(args.alerts, args.truth, grace_events=args.grace_events)
@@ -305,7 +305,7 @@ def _observability_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    from monitor.simulate import SCENARIOS
+    from monitor.scenarios.simulate import SCENARIOS
 
     parser = argparse.ArgumentParser(
         prog="driftwatch", description="Streaming drift and observability monitor for ML serving."

@@ -21,7 +21,7 @@ from alerting.notify import Notifier, build_tracker
 from alerting.settings import AlertRuleSettings, NotificationSettings, rule_set_from
 from monitor.pipeline import Pipeline
 from monitor.replay import replay
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from tests.alertmanager_server import (
     REPO_ROOT,
     Alertmanager,

@@ -14,7 +14,7 @@ from monitor.events import Reason, Rejection, parse_event
 from monitor.fastdecode import FastDecoder
 from monitor.pipeline import Pipeline
 from monitor.replay import format_summary, replay
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 
 GOOD = {
     "event_id": "e-1",

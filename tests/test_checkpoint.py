@@ -12,7 +12,7 @@ import pytest
 from alerting.types import Transition
 from monitor.app import CheckpointTable
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 
 SOURCE = "predictions/0"
 

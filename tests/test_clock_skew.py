@@ -15,7 +15,7 @@ from monitor.admission import EventClock
 from monitor.config import settings_from_mapping
 from monitor.kafka_adapter import KafkaAdapter
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from tests.doubles import Msg
 
 FAR_FUTURE = "9999-12-31T23:59:59Z"

@@ -15,7 +15,7 @@ from monitor.collected import decode_collected, encode_collected
 from monitor.config import settings_from_mapping
 from monitor.events import Rejection, parse_event
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 
 SOURCE = "predictions/0"
 CHUNK = 500

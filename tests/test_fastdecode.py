@@ -31,7 +31,7 @@ from monitor.fastdecode import (
     decode_prediction,
 )
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from monitor.streams import window_inputs
 from tests.test_bad_input import GOOD
 

@@ -17,7 +17,7 @@ from alerting.state import AlertTracker
 from alerting.transport import MemoryTransport
 from alerting.types import AlertState, NoticeKind, Signal
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 
 
 def nagios_percent(states: list[int]) -> float:

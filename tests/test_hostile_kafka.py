@@ -18,7 +18,7 @@ from kafka.admin import KafkaAdminClient
 
 from monitor.config import Settings
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from tests.kafka_broker import KafkaBroker, free_ports
 from tests.worker_proc import Topics, Worker, consume_all
 

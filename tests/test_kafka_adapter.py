@@ -21,7 +21,7 @@ from monitor.fastdecode import FastDecoder
 from monitor.guard import ErrorLog
 from monitor.kafka_adapter import KafkaAdapter
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from tests.doubles import Msg
 
 TOPIC = "predictions"

@@ -13,7 +13,7 @@ from monitor.app import CheckpointTable
 from monitor.checkpointing import label_segment_key, taken_over
 from monitor.config import settings_from_mapping
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 
 SOURCE = "events/0"
 CHUNK = 500

@@ -33,7 +33,7 @@ from monitor.metrics import (
     snapshot_window,
 )
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from monitor.streams import ModelStream, latency_of
 
 SETTINGS = {

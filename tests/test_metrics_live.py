@@ -36,7 +36,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from tests.kafka_broker import KafkaBroker, free_ports
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.worker_proc import Topics, Worker

@@ -20,9 +20,9 @@ import pytest
 
 from alerting.types import Transition
 from monitor.config import settings_from_mapping
-from monitor.evaluate import evaluate
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.evaluate import evaluate
+from monitor.scenarios.simulate import generate
 
 W = 1000
 RATE = 100.0

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from tests.alertmanager_server import Alertmanager, WebhookReceiver, run_alertmanager, serve_webhook
 from tests.kafka_broker import KafkaBroker
 from tests.worker_proc import Topics, Worker, envelopes, produce

@@ -20,7 +20,7 @@ from monitor.config import settings_from_mapping
 from monitor.http_server import Observability
 from monitor.kafka_adapter import KafkaAdapter
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from tests.doubles import Msg
 
 TOPIC = "predictions"

@@ -14,7 +14,7 @@ from kafka import KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from tests.kafka_broker import KafkaBroker
 from tests.worker_proc import Topics, Worker, consume_all, envelopes, produce
 

@@ -1,7 +1,7 @@
 """Replay of many distinct model versions against the steady stream: lines/s and peak RSS.
 
-One steady stream (:mod:`monitor.simulate`, 200,000 events; 80,000 with ``--quick``) is written
-once; the same lines with ``model_version`` rewritten to ``v{i % V}`` make the inputs of
+One steady stream (:mod:`monitor.scenarios.simulate`, 200,000 events; 80,000 with ``--quick``)
+is written once; the same lines with ``model_version`` rewritten to ``v{i % V}`` make the inputs of
 ``V`` = 10,000 and 40,000 distinct versions (each line a different version from the one
 before: the worst case for finding a stream). Each input is replayed with the real
 :func:`monitor.replay.replay` and the default settings (``limits.max_streams`` 1,000,
@@ -99,7 +99,7 @@ def _median(xs: list[float]) -> float:
 
 def run(ctx: Context) -> BenchResult:
     """Run the benchmark (see the module docstring)."""
-    from monitor.simulate import generate
+    from monitor.scenarios.simulate import generate
 
     n = 80_000 if ctx.quick else 200_000
     steady = ctx.workdir / f"cardinality-steady-{n}.jsonl"

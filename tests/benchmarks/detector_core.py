@@ -30,7 +30,7 @@ from detectors.columns import Columns
 from detectors.window import WindowDetector
 from monitor.events import Event, Rejection, parse_event
 from monitor.pipeline import Pipeline
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from monitor.streams import ModelStream, window_inputs
 from tests.benchmarks.harness import (
     BenchResult,

@@ -46,7 +46,7 @@ _CHILD = (
 
 
 def _write_values(path: Path, messages: int) -> None:
-    from monitor.simulate import generate
+    from monitor.scenarios.simulate import generate
     from tests.benchmarks.kafka_e2e import _lines_in_messages
 
     events = generate("steady", messages * ENVELOPE_SIZE, SEED).lines()

@@ -3,8 +3,8 @@ aiokafka loop reading the same topic in the same run.
 
 A single-node broker is started with ``deploy/kafka/kafka.sh`` on free 127.0.0.1 ports in its own
 data directory (:func:`tests.kafka_broker.start_broker`) and stopped by PID at the end. Steady
-25-feature prediction events from :mod:`monitor.simulate` are pre-produced with kafka-python
-(keyed ``fraud``) to two topics with unique names, each with **one partition**:
+25-feature prediction events from :mod:`monitor.scenarios.simulate` are pre-produced with
+kafka-python (keyed ``fraud``) to two topics with unique names, each with **one partition**:
 
 * single-event messages: 20,000 messages of one event (5,000 with ``--quick``);
 * envelopes: 200,000 events in ``{"events": [...]}`` envelopes of 500 (50,000 with ``--quick``).
@@ -438,7 +438,7 @@ def _lines_in_messages(lines: Iterable[bytes], size: int) -> Iterator[tuple[byte
 
 
 def _produce_payload(bootstrap: str, name: str, title: str, events: int, size: int) -> Payload:
-    from monitor.simulate import generate
+    from monitor.scenarios.simulate import generate
     from tests.worker_proc import Topics, produce
 
     topics = Topics.fresh(f"bench-{name}")

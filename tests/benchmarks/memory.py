@@ -1,9 +1,9 @@
 """Peak memory of a replay does not grow with the length of the stream.
 
 The larger input (5,000,000 steady events, ~4 GB; 500,000 with ``--quick``) is written once with
-:mod:`monitor.simulate`; the smaller one (1,000,000; 100,000 with ``--quick``) is its first lines,
-copied, so both are replayed with the real :func:`monitor.replay.replay`. Each replay runs in a
-fresh interpreter (``python -c`` calling :func:`child_main`), which prints its
+:mod:`monitor.scenarios.simulate`; the smaller one (1,000,000; 100,000 with ``--quick``) is its
+first lines, copied, so both are replayed with the real :func:`monitor.replay.replay`. Each
+replay runs in a fresh interpreter (``python -c`` calling :func:`child_main`), which prints its
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end as JSON on stdout. Replays alternate
 small, large, small, large, ... and the peak RSS of each size is reported as median and min.
 
@@ -194,7 +194,7 @@ def run(ctx: Context) -> BenchResult:
 
 
 def _generate(path: Path, events: int) -> float:
-    from monitor.simulate import generate
+    from monitor.scenarios.simulate import generate
 
     start = time.perf_counter()
     generate("steady", events, SEED).write(path)

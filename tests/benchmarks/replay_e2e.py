@@ -1,7 +1,8 @@
 """``driftwatch replay`` end to end, next to a bare JSON parse of the same file.
 
-A JSONL file of steady 25-feature prediction events is written with :mod:`monitor.simulate`
-(200,000 events; 20,000 with ``--quick``). Timed, in interleaved rounds:
+A JSONL file of steady 25-feature prediction events is written with
+:mod:`monitor.scenarios.simulate` (200,000 events; 20,000 with ``--quick``). Timed, in
+interleaved rounds:
 
 * ``monitor.replay.replay(path, Pipeline(), sink=None, progress=False)`` (a fresh pipeline each
   time, so the 5,000-event warm-up and the reference build are included, as in a real replay);
@@ -32,7 +33,7 @@ from monitor.events import parse_event
 from monitor.pipeline import Pipeline
 from monitor.references import iter_lines
 from monitor.replay import replay
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from tests.benchmarks.harness import (
     BenchResult,
     Context,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.simulate import generate
+from monitor.scenarios.simulate import generate
 from tests.kafka_broker import KafkaBroker, free_ports, start_broker, stop_broker
 from tests.worker_proc import Topics, Worker, envelopes, produce
 

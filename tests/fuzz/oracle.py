@@ -35,7 +35,8 @@ from monitor.config import Settings
 from monitor.events import Reason, Rejection, parse_event, parse_message
 from monitor.fastdecode import FastDecoder, FastPrediction, FastRow, as_event, row_dicts
 from monitor.pipeline import Pipeline
-from monitor.simulate import CATEGORICAL_SPECS, NUMERIC_FEATURES, generate
+from monitor.scenarios.population import CATEGORICAL_SPECS, NUMERIC_FEATURES
+from monitor.scenarios.simulate import generate
 
 #: The per-event limit of the decoder-level checks (the default ``events.max_bytes``).
 MAX_BYTES = 1 << 20

@@ -1,4 +1,4 @@
-"""Score an alert stream against the truth written by :mod:`monitor.simulate`.
+"""Score an alert stream against the truth written by :mod:`monitor.scenarios.simulate`.
 
 An incident with line window ``[first_offset, last_offset + grace_events]`` is *detected* by
 the first ``"firing"`` record (lowest ``offset``; file order breaks ties) inside that window

@@ -18,9 +18,10 @@ import orjson
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic_core import from_json
 
-from monitor.client import EventLogger, Headers
+from monitor.client import EventLogger
+from monitor.client.sender import Headers
 from monitor.events import event_kind
-from monitor.simulate import Simulation
+from monitor.scenarios.simulate import Simulation
 
 __all__ = ["PublishError", "parse_kafka_url", "publish"]
 
@@ -112,8 +113,8 @@ def publish(
     Parameters
     ----------
     sim_or_lines
-        A :class:`~monitor.simulate.Simulation`, or JSON lines (bytes or str; blank lines are
-        skipped), e.g. an open JSONL file in binary mode.
+        A :class:`~monitor.scenarios.simulate.Simulation`, or JSON lines (bytes or str; blank
+        lines are skipped), e.g. an open JSONL file in binary mode.
     url
         ``kafka://host:port/topic``: the brokers and the topic for prediction events.
     batch

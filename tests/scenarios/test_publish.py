@@ -10,15 +10,15 @@ import orjson
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-import monitor.publish
-from monitor.publish import PublishError, parse_kafka_url, publish
-from monitor.simulate import generate
+import monitor.scenarios.publish
+from monitor.scenarios.publish import PublishError, parse_kafka_url, publish
+from monitor.scenarios.simulate import generate
+from tests.client.broker import Record, consume_all, traceparent
 from tests.kafka_broker import KafkaBroker, create_topic, free_ports
-from tests.test_client import Record, consume_all, traceparent
 
 
 def test_public_api() -> None:
-    assert monitor.publish.__all__ == ["PublishError", "parse_kafka_url", "publish"]
+    assert monitor.scenarios.publish.__all__ == ["PublishError", "parse_kafka_url", "publish"]
 
 
 @pytest.mark.parametrize(

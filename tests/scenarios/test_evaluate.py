@@ -1,4 +1,4 @@
-"""Tests for alert scoring against simulation truth (:mod:`monitor.evaluate`)."""
+"""Tests for alert scoring against simulation truth (:mod:`monitor.scenarios.evaluate`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from monitor.evaluate import Evaluation, evaluate, evaluate_files, format_evaluation
-from monitor.simulate import generate
+from monitor.scenarios.evaluate import Evaluation, evaluate, evaluate_files, format_evaluation
+from monitor.scenarios.simulate import generate
 
 LINES = 100_000
 RATE = 100.0

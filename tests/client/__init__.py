@@ -1,0 +1,1 @@
+"""Tests of :mod:`monitor.client`, one module per module of the package."""
