@@ -3,6 +3,7 @@ the observer it tells (metrics and traces) and its own counts (:mod:`monitor.kaf
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,3 +75,21 @@ class AdapterStats:
     #: messages within ``kafka.max_unacked_messages``.
     collected_checkpoints: int = 0
     started: float = field(default_factory=time.time)
+
+
+#: Input positions of Kafka messages: ``offset << INDEX_BITS | index`` (index within an
+#: envelope), so an envelope may straddle a window.
+INDEX_BITS = 16
+MAX_ENVELOPE = (1 << INDEX_BITS) - 1
+
+#: A dead letter to write: the source message, the body, why, and the envelope index.
+Letter = tuple[Message, bytes, Rejection, int | None]
+
+
+def kafka_time(msg: Message) -> float:
+    """The message's Kafka timestamp in epoch seconds (Faust gives seconds), NaN without one
+    (a message of the old format has -1; test doubles have none)."""
+    ts = getattr(msg, "timestamp", None)
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and ts > 0:
+        return float(ts)
+    return math.nan

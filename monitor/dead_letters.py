@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from monitor.adapter_types import Message
+import orjson
+from pydantic_core import from_json
+
+from monitor.adapter_types import INDEX_BITS, MAX_ENVELOPE, Letter, Message
 from monitor.events import Rejection
 
 log = logging.getLogger("driftwatch.worker")
@@ -184,3 +187,31 @@ def _cut(letter: _Letter, size: int) -> None:
         (TRUNCATED_HEADER, b"true"),
         (ORIGINAL_SIZE_HEADER, str(letter.size).encode()),
     ]
+
+
+def refused_letters(
+    refused: Sequence[Rejection], values: Mapping[int, tuple[Message, bytes, int]]
+) -> list[Letter]:
+    """Dead letters of the events :meth:`Pipeline.admit` refused; ``values``: by offset, the
+    message, its value and its number of events (a rejection's offset is the position)."""
+    letters: list[Letter] = []
+    for rejection in refused:
+        msg, raw, count = values[rejection.offset >> INDEX_BITS]
+        index = rejection.offset & MAX_ENVELOPE
+        body = raw if count == 1 else envelope_element(raw, index)
+        letters.append((msg, body, rejection, index if count > 1 else None))
+    return letters
+
+
+def is_envelope(raw: bytes) -> bool:
+    """Whether ``raw`` is a batch envelope as :func:`monitor.events.parse_message` tells."""
+    return raw[:16].lstrip().startswith(b'{"events"')
+
+
+def envelope_element(raw: bytes, index: int) -> bytes:
+    """Re-encode one envelope element for its dead letter."""
+    try:
+        body = from_json(raw, allow_inf_nan=True)
+        return orjson.dumps(body["events"][index], option=orjson.OPT_SERIALIZE_NUMPY)
+    except (ValueError, KeyError, IndexError, TypeError, orjson.JSONEncodeError):
+        return raw

@@ -17,26 +17,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, MutableMapping, Sequence
 from dataclasses import replace
 from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
-import orjson
-from pydantic_core import from_json
-
 from alerting.sinks import AlertSink
 from alerting.types import Transition
-from monitor.adapter_types import AdapterStats, BatchObserver, Message
+from monitor.adapter_types import (
+    INDEX_BITS,
+    MAX_ENVELOPE,
+    AdapterStats,
+    BatchObserver,
+    Letter,
+    Message,
+    kafka_time,
+)
 from monitor.checkpointing import taken_over
 from monitor.dead_letters import (
     EXCEPTION_HEADER,
     DeadLetter,
     DeadLetterWriter,
+    envelope_element,
+    is_envelope,
+    refused_letters,
 )
 from monitor.events import Event, Reason, Rejection, parse_message
 from monitor.fastdecode import AnyEvent, FastPrediction
@@ -46,8 +53,6 @@ from monitor.pipeline import Pipeline
 log = logging.getLogger("driftwatch.worker")
 _OFFSET = attrgetter("offset")
 
-INDEX_BITS = 16
-MAX_ENVELOPE = (1 << INDEX_BITS) - 1
 #: The worker's agent processes messages in batches of at most this many messages or bytes, or
 #: what arrived within ``BATCH_SECONDS`` of the batch's first message: the per-message cost of
 #: a pipeline call, a consumer span and a timing is paid once per batch, and an alert is
@@ -66,7 +71,6 @@ Item = tuple[Message, bytes | None, Callable[[], Any], Any]
 #: A message of a batch run: the message, its ack, its value and its decoded events.
 _RunItem = tuple[Message, Callable[[], Any], bytes, list[FastPrediction]]
 #: A dead letter to write: the source message, the body, why, and the index in an envelope.
-_Letter = tuple[Message, bytes, Rejection, int | None]
 
 
 class KafkaAdapter:
@@ -127,6 +131,8 @@ class KafkaAdapter:
         self.letters = DeadLetterWriter(dead_letter, max_bytes, self.stats)
         self._unacked: dict[str, deque[tuple[int, Callable[[], Any]]]] = {}
         self._touched: set[str] = set()
+        #: The Faust event of the last message of each source (see :meth:`drain`).
+        self._contexts: dict[str, Any] = {}
         self.enter = enter
         self._buffer: list[Item] = []
         self._buffer_bytes = 0
@@ -158,7 +164,7 @@ class KafkaAdapter:
         """Whether the fast decoder may see ``raw``: within ``max_bytes``, and within the
         per-event limit unless it is an envelope (whose events the decoders measure)."""
         n = len(raw)
-        return n <= self.max_bytes and (n <= self.event_max_bytes or _is_envelope(raw))
+        return n <= self.max_bytes and (n <= self.event_max_bytes or is_envelope(raw))
 
     async def _validated(
         self, msg: Message, raw: bytes, ack: Callable[[], Any], source: str
@@ -188,7 +194,7 @@ class KafkaAdapter:
         base = msg.offset << INDEX_BITS
         letters: list[tuple[bytes, Rejection, int | None]] = []
         parsed: list[Event | Rejection] | Rejection
-        if len(raw) > self.event_max_bytes and not _is_envelope(raw):
+        if len(raw) > self.event_max_bytes and not is_envelope(raw):
             parsed = Rejection(
                 Reason.TOO_LARGE,
                 f"event of {len(raw)} bytes exceeds the {self.event_max_bytes}-byte limit",
@@ -212,7 +218,7 @@ class KafkaAdapter:
         for i, item in enumerate(parsed):
             if isinstance(item, Rejection):
                 self.pipeline.reject(item)
-                body = raw if len(parsed) == 1 else _element(raw, i)
+                body = raw if len(parsed) == 1 else envelope_element(raw, i)
                 letters.append((body, item, i if len(parsed) > 1 else None))
                 continue
             events.append(item)
@@ -221,7 +227,7 @@ class KafkaAdapter:
             events, positions, source, kafka_time(msg)
         )
         values = {msg.offset: (msg, raw, len(parsed))}
-        letters += [letter[1:] for letter in _refused(refused, values)]
+        letters += [letter[1:] for letter in refused_letters(refused, values)]
         self._observed(
             lambda o: o.begin(msg, kept, len(raw)),
             source,
@@ -386,7 +392,29 @@ class KafkaAdapter:
             if enter is not None and context is not None:
                 enter(context)
             await self._run(source, run)
+        if group[-1][3] is not None:
+            self._contexts[source] = group[-1][3]
         self._bound_unacked(source)
+
+    async def drain(self) -> int:
+        """Before a graceful stop: process what is buffered, then checkpoint every stream with
+        its collected events, so that every message processed is acknowledged and the final
+        commit covers it. After the restart nothing is read twice: no dead letter or
+        rejection is repeated. Returns how many streams were checkpointed."""
+        await self.flush()
+        async with self._flushing:
+            taken = 0
+            for source, queue in self._unacked.items():
+                if not queue:
+                    continue
+                context = self._contexts.get(source)
+                if self.enter is not None and context is not None:
+                    self.enter(context)  # their changelog partition
+                taken += self.pipeline.checkpoint_collected(source, 1 << 62)
+                self._deliver([])
+                self._touched.add(source)
+            await self._settle()
+            return taken
 
     def _bound_unacked(self, source: str) -> None:
         """Keep the unacknowledged messages of ``source`` within ``kafka.max_unacked_messages``:
@@ -428,7 +456,7 @@ class KafkaAdapter:
         stats = self.pipeline.stats
         counts = snapshot(stats)
         error: Exception | None = None
-        letters: list[_Letter] = []
+        letters: list[Letter] = []
         try:
             letters = self._apply(source, run, counts[0], single)
         except Exception as exc:
@@ -439,7 +467,7 @@ class KafkaAdapter:
         for msg, body, rejection, index in letters:
             await self.letters.write(msg, body, rejection, index)
 
-    def _apply(self, source: str, run: list[_RunItem], lines: int, single: bool) -> list[_Letter]:
+    def _apply(self, source: str, run: list[_RunItem], lines: int, single: bool) -> list[Letter]:
         """Admit the events of ``run`` (:meth:`Pipeline.admit`: clock skew, stream limits) and
         process them; returns the dead letters of the events admission refused, written by the
         caller once nothing can raise any more."""
@@ -473,7 +501,7 @@ class KafkaAdapter:
             lines,
             True,
         )
-        return _refused(refused, values)
+        return refused_letters(refused, values)
 
     async def _isolate(self, source: str, run: list[_RunItem], error: Exception) -> None:
         """Retry the messages of a run that raised ``error`` one by one: the one that raises
@@ -484,7 +512,7 @@ class KafkaAdapter:
         found = False
         for item in run:
             counts = snapshot(stats)
-            letters: list[_Letter] = []
+            letters: list[Letter] = []
             try:
                 letters = self._apply(source, [item], counts[0], True)
             except Exception as exc:
@@ -558,40 +586,3 @@ class KafkaAdapter:
             "labels_by_stream": {st.group: st.labels for st in self.pipeline.streams.values()},
             "alerts": {f"{n}/{st}": c for (n, st), c in s.alerts.items()},
         }
-
-
-def kafka_time(msg: Message) -> float:
-    """The message's Kafka timestamp in epoch seconds (Faust gives seconds), NaN without one
-    (a message of the old format has -1; test doubles have none)."""
-    ts = getattr(msg, "timestamp", None)
-    if isinstance(ts, int | float) and not isinstance(ts, bool) and ts > 0:
-        return float(ts)
-    return math.nan
-
-
-def _refused(
-    refused: Sequence[Rejection], values: Mapping[int, tuple[Message, bytes, int]]
-) -> list[_Letter]:
-    """Dead letters of the events :meth:`Pipeline.admit` refused; ``values``: by offset, the
-    message, its value and its number of events (a rejection's offset is the position)."""
-    letters: list[_Letter] = []
-    for rejection in refused:
-        msg, raw, count = values[rejection.offset >> INDEX_BITS]
-        index = rejection.offset & MAX_ENVELOPE
-        body = raw if count == 1 else _element(raw, index)
-        letters.append((msg, body, rejection, index if count > 1 else None))
-    return letters
-
-
-def _is_envelope(raw: bytes) -> bool:
-    """Whether ``raw`` is a batch envelope as :func:`monitor.events.parse_message` tells."""
-    return raw[:16].lstrip().startswith(b'{"events"')
-
-
-def _element(raw: bytes, index: int) -> bytes:
-    """Re-encode one envelope element for its dead letter."""
-    try:
-        body = from_json(raw, allow_inf_nan=True)
-        return orjson.dumps(body["events"][index], option=orjson.OPT_SERIALIZE_NUMPY)
-    except (ValueError, KeyError, IndexError, TypeError, orjson.JSONEncodeError):
-        return raw

@@ -366,3 +366,26 @@ def test_a_version_that_never_finishes_warm_up_does_not_hold_acknowledgements() 
     assert h.adapter.stats.collected_checkpoints > 0
     assert [ev["event_id"] for ev in table["churn/canary"]["collected"]] == ["c-1"]
     assert h.adapter.status()["collected_checkpoints"] == h.adapter.stats.collected_checkpoints
+
+
+def test_drain_checkpoints_collected_events_and_acknowledges_everything() -> None:
+    """A graceful stop: every message processed is acknowledged (their windows' collected
+    events are in the checkpoints), so the final commit covers all of them."""
+    h = Harness()
+    table: dict[str, Any] = {}
+    h.adapter.table = table
+    msgs = two_streams(3_000)  # both streams in warm-up (2,000 each): nothing acknowledged
+    msgs[7] = Msg(TOPIC, 0, 7, b"m", b'{"not": "an event"}')
+
+    async def feed() -> int:
+        for m in msgs:
+            if h.adapter.add(m, m.value, h.ack(m)):
+                await h.adapter.flush()
+        assert h.adapter.buffered > 0  # the last batch is not flushed yet
+        return await h.adapter.drain()
+
+    assert asyncio.run(feed()) == 2
+    assert h.acked == list(range(3_000)) and h.adapter.unacked() == 0
+    assert len(table["fraud/v1"]["collected"]) == 1_500
+    assert len(table["churn/v1"]["collected"]) == 1_499
+    assert [letter.value for letter in h.letters] == [b'{"not": "an event"}']

@@ -20,7 +20,7 @@ from monitor.scenarios.simulate import generate
 from tests.kafka_broker import KafkaBroker, free_ports, start_broker, stop_broker
 from tests.worker_proc import Topics, Worker, envelopes, produce
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
 OUTAGE = 20.0
 UNREADY_AFTER = 5.0
