@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import orjson
@@ -104,6 +104,14 @@ class AlertmanagerEndpoint(Endpoint[_Item]):
         self._dirty[fp] = self._version
         if note.status == "firing" and self._next_resend == float("inf"):
             self._next_resend = time.monotonic() + self.settings.resend_interval
+
+    def withdraw(self, fingerprints: Collection[str]) -> None:
+        """Stop re-sending these alerts, without resolving them: another worker now owns
+        them (its partitions moved) and keeps them alive in Alertmanager."""
+        with self._cond:
+            for fp in fingerprints:
+                self._entries.pop(fp, None)
+                self._dirty.pop(fp, None)
 
     def _evict(self) -> bool:
         """Make room by forgetting the oldest delivered resolved alert."""
@@ -219,6 +227,12 @@ class AlertmanagerReceiver:
         """Queue for every Alertmanager."""
         for ep in self.endpoints:
             ep.offer(notes)
+
+    def withdraw(self, fingerprints: Collection[str]) -> None:
+        """Stop re-sending these alerts on every endpoint (see
+        :meth:`AlertmanagerEndpoint.withdraw`)."""
+        for ep in self.endpoints:
+            ep.withdraw(fingerprints)
 
     def close(self, deadline: float) -> bool:
         """Flush every endpoint until ``deadline`` (monotonic)."""

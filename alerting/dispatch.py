@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import ExitStack
 from typing import BinaryIO, Protocol
 
@@ -103,6 +103,14 @@ class Dispatcher:
         self.send(
             n for n in notifications if getattr(self.receivers.get(n.receiver), "stateful", 0)
         )
+
+    def withdraw(self, fingerprints: Collection[str]) -> None:
+        """Have the receivers that keep alerts alive stop re-sending these (their model
+        versions moved to another worker, which tells them from now on)."""
+        for receiver in self.receivers.values():
+            withdraw = getattr(receiver, "withdraw", None)
+            if withdraw is not None:
+                withdraw(fingerprints)
 
     def close(self, timeout: float = 10.0) -> bool:
         """Deliver what is queued for at most ``timeout`` seconds in total, stop the threads

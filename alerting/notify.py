@@ -14,7 +14,7 @@ notifications, never blocking on the network::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from alerting.dispatch import Dispatcher
@@ -96,6 +96,12 @@ class Notifier:
         notes = self.router.resumed(transitions)
         if notes:
             self.dispatcher.resume(notes)
+
+    def withdraw(self, owned: Callable[[Mapping[str, str]], bool]) -> None:
+        """Forget the alerts whose labels ``owned`` selects, and stop re-sending them to
+        Alertmanager, without resolving them: their model versions moved to another worker,
+        which takes them over (:meth:`resume`)."""
+        self.dispatcher.withdraw(self.router.withdraw(owned))
 
     def snapshot(self) -> dict[str, Any]:
         """The router's state (JSON)."""

@@ -20,7 +20,7 @@ forgets a notification.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,24 @@ class Router:
                 if (t.escalated_from or t.fingerprint) not in self._flapping:
                     self._tell_firing(t, out)
         return out
+
+    def withdraw(self, owned: Callable[[Mapping[str, str]], bool]) -> list[str]:
+        """Forget the alerts whose labels ``owned`` selects (their model versions moved to
+        another worker) without notifying anything; returns the fingerprints receivers know
+        them by, for :meth:`alerting.dispatch.Dispatcher.withdraw`."""
+        gone: list[str] = []
+        for table in (self._firing, self._told):
+            for fp in [fp for fp, t in table.items() if owned(t.labels)]:
+                del table[fp]
+                gone.append(fp)
+        for fp in [fp for fp, t in self._flapping.items() if owned(t.labels)]:
+            t = self._flapping.pop(fp)
+            gone.append(fp)
+            gone.append(fingerprint({**t.labels, "flapping": "true"}))
+            if self.config.flapping_severity is not None:
+                sev = {**t.labels, "flapping": "true", "severity": self.config.flapping_severity}
+                gone.append(fingerprint(sev))
+        return sorted(set(gone))
 
     # -- building notifications --------------------------------------------------------------
 

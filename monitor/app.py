@@ -319,12 +319,27 @@ def build_app(
 
     inputs = (t.predictions, t.features, t.labels)
 
+    revoked: set[int] = set()
+
+    async def give_up(*args: Any, **__: Any) -> None:
+        # Every rebalance revokes all partitions, then assigns (eager protocol): remember
+        # them; what is not assigned again is released once the assignment is known.
+        tps = args[1] if len(args) > 1 else ()  # (sender, revoked)
+        revoked.update(tp.partition for tp in tps if tp.topic in inputs)
+
     async def take_over(*_: Any, **__: Any) -> None:
-        # After every assignment's table recovery (the first one too): the alerts held in the
-        # checkpoints of the assigned partitions are told again at once (KafkaAdapter.adopt),
-        # before Alertmanager lets them expire.
+        # After every assignment's table recovery (the first one too). Partitions that moved
+        # to another worker are released: what this worker held of them is dropped, so that
+        # it never re-sends alerts the other owns now. The alerts (and label waits) held in
+        # the checkpoints of the assigned partitions are taken over at once
+        # (KafkaAdapter.adopt), before Alertmanager lets them expire.
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic in inputs}
+        moved = revoked - assigned
+        revoked.clear()
         try:
+            if moved:
+                n = await adapter.release(moved)
+                log.info("released %d model versions of partitions %s", n, sorted(moved))
             n = await adapter.adopt(assigned)
         except Exception:  # a damaged checkpoint must not stop the worker's recovery
             log.exception("cannot take over the alerts of partitions %s", sorted(assigned))
@@ -334,6 +349,7 @@ def build_app(
                 "took over the alerts of %d model versions (partitions %s)", n, sorted(assigned)
             )
 
+    app.on_partitions_revoked.connect(give_up)
     app.on_rebalance_complete.connect(take_over)
 
     @app.timer(BATCH_SECONDS)  # type: ignore[untyped-decorator]

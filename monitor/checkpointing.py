@@ -259,6 +259,22 @@ class Checkpoints:
             out += self.tracker.resume(group + "/labels")
         return out
 
+    def release(self, partitions: Collection[int]) -> list[StreamKey]:
+        """Partitions were revoked: forget the streams fed only from them, and their alerts,
+        without a word (their state is in their checkpoints; the new owner reads the input
+        after those again and takes the alerts over). Returns their keys."""
+        gone: list[StreamKey] = []
+        revoked = set(partitions)
+        for stream in list(self.streams.values()):
+            parts = {_partition(src) for src in (*stream.applied, *stream.seen)}
+            if parts and parts <= revoked:
+                self._forget(stream)
+                gone.append(stream.key)
+        return gone
+
+    def _forget(self, stream: ModelStream) -> None:
+        raise NotImplementedError
+
     def _current(self, stream: ModelStream) -> ModelStream:
         """``stream``, or its successor rebuilt from the changelog when another worker
         advanced it (live worker only).

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import replace
 from itertools import repeat
 from operator import attrgetter
@@ -36,7 +36,6 @@ from monitor.adapter_types import (
     Message,
     kafka_time,
 )
-from monitor.checkpointing import taken_over
 from monitor.dead_letters import (
     EXCEPTION_HEADER,
     DeadLetter,
@@ -48,6 +47,7 @@ from monitor.dead_letters import (
 from monitor.events import Event, Reason, Rejection, parse_message
 from monitor.fastdecode import AnyEvent, FastPrediction
 from monitor.guard import ErrorLog, internal_rejection, restore, snapshot
+from monitor.partitions import PartitionLifecycle
 from monitor.pipeline import Pipeline
 
 log = logging.getLogger("driftwatch.worker")
@@ -73,7 +73,7 @@ _RunItem = tuple[Message, Callable[[], Any], bytes, list[FastPrediction]]
 #: A dead letter to write: the source message, the body, why, and the index in an envelope.
 
 
-class KafkaAdapter:
+class KafkaAdapter(PartitionLifecycle):
     """Message -> pipeline -> (dead letters, checkpoints, alert sinks, acks); no Faust types.
 
     Parameters
@@ -396,26 +396,6 @@ class KafkaAdapter:
             self._contexts[source] = group[-1][3]
         self._bound_unacked(source)
 
-    async def drain(self) -> int:
-        """Before a graceful stop: process what is buffered, then checkpoint every stream with
-        its collected events, so that every message processed is acknowledged and the final
-        commit covers it. After the restart nothing is read twice: no dead letter or
-        rejection is repeated. Returns how many streams were checkpointed."""
-        await self.flush()
-        async with self._flushing:
-            taken = 0
-            for source, queue in self._unacked.items():
-                if not queue:
-                    continue
-                context = self._contexts.get(source)
-                if self.enter is not None and context is not None:
-                    self.enter(context)  # their changelog partition
-                taken += self.pipeline.checkpoint_collected(source, 1 << 62)
-                self._deliver([])
-                self._touched.add(source)
-            await self._settle()
-            return taken
-
     def _bound_unacked(self, source: str) -> None:
         """Keep the unacknowledged messages of ``source`` within ``kafka.max_unacked_messages``:
         past it, the streams holding back the older half checkpoint their collected events
@@ -538,26 +518,6 @@ class KafkaAdapter:
         )
         self._unacked.setdefault(source, deque()).append((msg.offset, ack))
         self._touched.add(source)
-
-    async def adopt(self, partitions: Collection[int]) -> int:
-        """Input ``partitions`` were assigned (at start, after a restart, or taken over from
-        another worker) and their checkpoints recovered: take over the alerts they hold active
-        now, without waiting for input, and have the sinks that keep alerts (Alertmanager, the
-        alert gauges) told again (:meth:`Pipeline.adopt`). Returns how many streams' alerts."""
-        async with self._flushing:  # not in the middle of a batch
-            states: dict[str, Any] = {}
-            for group in list(self.table):
-                state = self.table.get(group)
-                if state and taken_over(state, partitions):
-                    states[group] = state
-            resumed = self.pipeline.adopt(states)
-            if resumed:
-                shifted = [replace(t, offset=t.offset >> INDEX_BITS) for t in resumed]
-                for sink in self.sinks:
-                    resume = getattr(sink, "resume", None)
-                    if resume is not None:
-                        resume(shifted)
-            return len(states)
 
     def unacked(self) -> int:
         """Messages processed but not yet acknowledged (their windows are still open)."""

@@ -172,18 +172,23 @@ class Admission:
             if tracker.has_alerts(stream.group) or tracker.has_alerts(stream.group + "/labels"):
                 self._touch(stream)
                 continue
-            self._remove(stream)
-            tracker.forget_group(stream.group)
-            tracker.forget_group(stream.group + "/labels")
-            for observer in self.observers:
-                hook = getattr(observer, "stream_evicted", None)
-                if hook is not None:
-                    hook(stream)
-            for callback in self.on_evict:
-                callback(stream)
+            self._forget(stream)
             self._evicted(stream)
             return True
         return False
+
+    def _forget(self, stream: ModelStream) -> None:
+        """Drop ``stream`` and its alerts without a word (it is in its checkpoint); its
+        observers and ``on_evict`` are told."""
+        self._remove(stream)
+        self.tracker.forget_group(stream.group)
+        self.tracker.forget_group(stream.group + "/labels")
+        for observer in self.observers:
+            hook = getattr(observer, "stream_evicted", None)
+            if hook is not None:
+                hook(stream)
+        for callback in self.on_evict:
+            callback(stream)
 
     def _remove(self, stream: ModelStream) -> None:
         """Take ``stream`` out of the pipeline (its warm-up reservation too)."""

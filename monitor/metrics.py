@@ -274,6 +274,10 @@ class MonitorMetrics(Collector):
         """Alerts restored from checkpoints: the alert gauges show them again."""
         self.refresh_alerts()
 
+    def withdraw(self, owned: Callable[[Mapping[str, str]], bool]) -> None:
+        """Alerts moved to another worker: the alert gauges stop counting them."""
+        self.refresh_alerts()
+
     def close(self) -> None:
         """Nothing to release."""
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from datetime import datetime
 from typing import Any
 
 from alerting.flapping import FlapDetector, FlapSettings
@@ -165,3 +167,49 @@ def test_a_restarted_adapter_takes_over_the_firing_alert_of_its_partitions() -> 
     straight = ResumeSink()
     asyncio.run(feed(adapter({}, straight), len(msgs)))
     assert fraud_alerts(sink.sent + again.sent) == fraud_alerts(straight.sent)
+
+
+def test_revoked_partitions_are_released_and_their_alerts_no_longer_re_sent() -> None:
+    """Scale-out: another worker takes partition 0. This one forgets the streams fed from
+    it and stops re-sending their alerts to Alertmanager without resolving them (the new
+    owner keeps them alive and resolves them); given the partition back, it takes over."""
+    msgs = two_streams(26_100)
+    table: dict[str, Any] = {}
+    transport = MemoryTransport()
+    ns = NotificationSettings.model_validate(
+        {"receivers": [{"name": "am", "alertmanager": {"urls": ["http://am:9093"]}}]}
+    )
+    settings = settings_from_mapping(SETTINGS)
+    pipeline = Pipeline(settings, checkpoints=table.get, checkpointing=True)
+    notifier = Notifier.from_settings(ns, pipeline.tracker.rules, transport=transport)
+
+    async def dead_letter(*_: Any) -> None:
+        return None
+
+    a = KafkaAdapter(pipeline, table, dead_letter, [notifier])
+
+    async def feed() -> None:
+        for m in msgs:
+            if a.add(m, m.value, lambda: None):
+                await a.flush()
+        await a.flush()
+
+    asyncio.run(feed())
+    assert [t.alertname for t in pipeline.tracker.firing()] == ["FeatureDrift"]
+    (endpoint,) = notifier.dispatcher.receivers["am"].endpoints  # type: ignore[attr-defined]
+    assert len(endpoint._entries) == 1  # re-sent every resend_interval from now on
+    assert a.unacked() > 0
+
+    assert asyncio.run(a.release({1})) == 0  # not the partition of these streams
+    assert asyncio.run(a.release({0})) == 2
+    assert pipeline.streams == {} and pipeline.tracker.active() == []
+    assert a.unacked() == 0  # the next owner reads them from the committed offset
+    assert endpoint._entries == {} and notifier.router.snapshot()["told"] == {}
+    notifier.close()
+    bodies = [json.loads(body) for _, body, _ in transport.requests]
+    ends = [datetime.fromisoformat(alert["endsAt"]) for b in bodies for alert in b]
+    assert ends and min(ends).timestamp() > time.time()  # all firing: never resolved
+
+    # Given back: its alert comes from the checkpoint and is told again.
+    assert asyncio.run(a.adopt({0})) == 1
+    assert len(endpoint._entries) == 1
