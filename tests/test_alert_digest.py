@@ -6,7 +6,9 @@ records it writes (every state change: state, alertname, labels, annotations, st
 offset, fingerprint) are serialized canonically (sorted-keys JSON) and hashed with sha256. The
 streams are every ``simulate`` scenario and the streams of ``tests/test_scenarios.py`` (the
 million-event steady stream is represented by the 40,000-event one: replaying a million events
-takes minutes). The expected digests are in ``tests/data/alert_digests.json``.
+takes minutes). The expected digests are in ``tests/data/alert_digests.json``. Every stream
+is replayed with the C accelerator and with its pure-Python twin (``tests/accel_impls.py``):
+both must decide the stored records.
 
 Regenerating the digests (``DRIFTWATCH_UPDATE_DIGESTS=1 pytest tests/test_alert_digest.py``)
 is allowed ONLY in a change that is MEANT to change alert decisions, with the reason in its
@@ -36,6 +38,8 @@ NOTE = (
     "for each stream of tests/test_alert_digest.py. Regenerate (DRIFTWATCH_UPDATE_DIGESTS=1) "
     "ONLY in a change that is meant to change alert decisions, and say why in its commit."
 )
+
+pytestmark = pytest.mark.usefixtures("accel")
 
 #: FeatureDrift with a short ``for``: test_scenarios' flapping stream that fires.
 SHORT_FOR = "alerts:\n  FeatureDrift:\n    for: 10s\n    keep_firing_for: 0s\n"
@@ -161,7 +165,7 @@ def test_replay_decides_the_stored_alert_records(
     else:
         assert records == [], (name, summary(records))  # a steady stream decides nothing
     if UPDATE and name not in _updated:
-        # Written once per run; a second run of the stream in this session compares.
+        # Written once per run (by the first implementation); the other one compares.
         _update(name, records)
         _updated.add(name)
     expected = _stored()["streams"].get(name)
