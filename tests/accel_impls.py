@@ -62,6 +62,20 @@ def _dress(row: type, like: type) -> None:
         Mapping.register(row)
 
 
+def _rebind(swap: dict[int, Any], mp: pytest.MonkeyPatch | None) -> None:
+    """Rebind every module global of :data:`PACKAGES` whose value's id is in ``swap``."""
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in PACKAGES or name.startswith(SKIP):
+            continue
+        for attr, value in list(vars(module).items()):
+            other = swap.get(id(value))
+            if other is not None:
+                if mp is not None:
+                    mp.setattr(module, attr, other)
+                else:
+                    setattr(module, attr, other)
+
+
 @contextmanager
 def using(impl: Impl) -> Iterator[Impl]:
     """Run with ``impl`` in place of the imported implementation."""
@@ -69,17 +83,16 @@ def using(impl: Impl) -> Iterator[Impl]:
         yield impl
         return
     _dress(impl.FeatureRow, NATIVE.FeatureRow)
-    swap = {id(getattr(NATIVE, n)): getattr(impl, n) for n in NAMES}
-    with pytest.MonkeyPatch.context() as mp:
-        for name, module in list(sys.modules.items()):
-            if module is None or name.split(".")[0] not in PACKAGES or name.startswith(SKIP):
-                continue
-            for attr, value in list(vars(module).items()):
-                other = swap.get(id(value))
-                if other is not None and any(value is getattr(NATIVE, n) for n in NAMES):
-                    mp.setattr(module, attr, other)
-        mp.setattr(accelerator, "IMPLEMENTATION", impl.name)
-        yield impl
+    native = {id(getattr(NATIVE, n)): getattr(impl, n) for n in NAMES}
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            _rebind(native, mp)
+            mp.setattr(accelerator, "IMPLEMENTATION", impl.name)
+            yield impl
+    finally:
+        # A module first imported during the swap took the twin's objects from its importers;
+        # the monkeypatch does not know it: give it the native ones back.
+        _rebind({id(getattr(impl, n)): getattr(NATIVE, n) for n in NAMES}, None)
 
 
 @pytest.fixture(scope="module", params=list(IMPLS))

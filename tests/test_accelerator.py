@@ -18,6 +18,7 @@ import random
 import struct
 import subprocess
 import sys
+import types
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -30,7 +31,7 @@ from hypothesis import strategies as st
 from monitor import accelerator
 from monitor.cli import main
 from monitor.simulate import SCENARIOS, generate
-from tests.accel_impls import NAMES, NATIVE, PYTHON, SKIP, Impl
+from tests.accel_impls import NAMES, NATIVE, PYTHON, SKIP, Impl, using
 from tests.fuzz.make_corpus import CORPUS
 from tests.fuzz.oracle import MIXED_SCHEMA, SIM_SCHEMA, XC_SCHEMA
 from tests.fuzz.replay import byte_mutation
@@ -465,6 +466,18 @@ def test_the_fixture_reaches_every_importer(accel: Impl) -> None:
     )
     assert event is not None and type(event["features"]) is accel.FeatureRow
     assert dict(event["features"]) == {"x": 1.0, "c": "DE"}
+
+
+def test_a_module_imported_during_a_swap_gets_the_native_objects_back() -> None:
+    late = types.ModuleType("tests.late_importer")
+    sys.modules[late.__name__] = late
+    try:
+        with using(PYTHON):
+            vars(late)["scan"] = accelerator.scan  # as `from monitor.accelerator import scan` now
+            assert vars(late)["scan"] is PYTHON.scan
+        assert vars(late)["scan"] is NATIVE.scan and accelerator.scan is NATIVE.scan
+    finally:
+        del sys.modules[late.__name__]
 
 
 def test_the_package_works_where_the_extension_cannot_be_imported(tmp_path: Path) -> None:
