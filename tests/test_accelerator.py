@@ -226,7 +226,7 @@ def texts(draw: st.DrawFn, schema: Schema) -> bytes:
     return text[: draw(st.integers(0, len(text)))] if draw(st.integers(0, 9)) == 0 else text
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.sampled_from(sorted(SCHEMAS)), st.data())
 def test_generated_objects_are_parsed_alike(name: str, data: st.DataObject) -> None:
     schema = SCHEMAS[name]
