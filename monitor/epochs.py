@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor._featcols import epochs
+from monitor.accelerator import epochs
 
 
 def epoch_array(timestamps: list[Any]) -> array[float] | list[Any]:

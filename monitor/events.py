@@ -41,7 +41,7 @@ from pydantic import (
 from pydantic_core import from_json
 from typing_extensions import TypedDict
 
-from monitor._featcols import scan
+from monitor.accelerator import scan
 
 FeatureValue = bool | float | str | None
 # Strict members tried left to right: a JSON true stays a bool, "1.5" stays a string, 1 becomes

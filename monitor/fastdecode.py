@@ -57,7 +57,7 @@ import numpy as np
 from msgspec import UNSET, Meta, UnsetType
 from pydantic import TypeAdapter, ValidationError
 
-from monitor._featcols import Parser, attach, gather, scan
+from monitor.accelerator import Parser, attach, gather, scan
 from monitor.events import Event, PredictionEvent
 from monitor.fastrow import Block, FastRow, RowLayout, row_dicts
 

@@ -17,7 +17,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from monitor._featcols import FeatureRow, gather
+from monitor.accelerator import FeatureRow, gather
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -25,6 +25,7 @@ from monitor.events import Rejection, parse_event, parse_message
 from monitor.fastdecode import (
     FastDecoder,
     FastPrediction,
+    FeatureSchema,
     as_event,
     compile_schema,
     decode_message,
@@ -34,6 +35,9 @@ from monitor.pipeline import Pipeline
 from monitor.scenarios.simulate import generate
 from monitor.streams import window_inputs
 from tests.test_bad_input import GOOD
+
+# Every test runs on the C extension and on its pure-Python twin (tests/accel_impls.py).
+pytestmark = pytest.mark.usefixtures("accel")
 
 BASE: dict[str, Any] = {**GOOD, "versions": {"code": "3f2a1c9"}}
 
@@ -332,7 +336,12 @@ def test_a_message_twice_in_one_batch_is_applied_once() -> None:
 
 # -- compiled feature schemas --------------------------------------------------------------------
 
-SCHEMA = compile_schema(["x", "y"], [("c", str), ("b", bool)])
+
+def schema() -> FeatureSchema:
+    """The schema ``schema_features`` draws for, compiled on the implementation in use."""
+    return compile_schema(["x", "y"], [("c", str), ("b", bool)])
+
+
 schema_values = {
     "x": st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False), st.integers()),
     "y": scalars,
@@ -373,14 +382,15 @@ def test_a_compiled_schema_takes_exactly_the_events_of_its_schema(feats: dict[st
     event whose features have the schema's names and kinds, and nothing else."""
     raw = json.dumps({**BASE, "features": feats}).encode()
     general = decode_prediction(raw)
-    typed = SCHEMA.decode_one(raw)
+    compiled = schema()
+    typed = compiled.decode_one(raw)
     event(f"compiled schema: {'takes' if typed is not None else 'leaves'}")
     if general is None:
         assert typed is None
         return
     assert (typed is not None) == _kinds_hold(feats), feats
     if typed is not None:
-        assert SCHEMA.owns(typed.features)
+        assert compiled.owns(typed.features)
         assert _same(as_event(typed), as_event(general))
         assert dict(typed["features"]) == general["features"]
 

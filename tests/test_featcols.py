@@ -1,5 +1,6 @@
-"""The C feature parser (``monitor/_featcols.c``) against Python's own JSON and float parsing:
-what it takes it reads exactly as ``json.loads`` does, and it refuses the rest."""
+"""The feature parser (``monitor/_featcols.c``, and its Python twin) against Python's own JSON
+and float parsing: what it takes it reads exactly as ``json.loads`` does, and it refuses the
+rest."""
 
 from __future__ import annotations
 
@@ -15,9 +16,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor._featcols import FeatureRow, Parser, gather
+from monitor.accelerator import FeatureRow, Parser, gather
 from monitor.epochs import epoch_array, latest
-from monitor.fastdecode import FastDecoder, FastRow, as_event, compile_schema, row_dicts
+from monitor.fastdecode import (
+    FastDecoder,
+    FastRow,
+    FeatureSchema,
+    as_event,
+    compile_schema,
+    row_dicts,
+)
+
+# Every test runs on the C extension and on its pure-Python twin (tests/accel_impls.py).
+pytestmark = pytest.mark.usefixtures("accel")
 
 BASE = b'{"event_id": "e", "model": "m", "model_version": "v", "timestamp": 0, "prediction": 1, '
 
@@ -185,7 +196,11 @@ def test_a_row_reads_like_the_features_dict() -> None:
     assert "FastRow" in repr(row)
 
 
-SPLIT = compile_schema(["x"], [("c", str)])
+def split() -> FeatureSchema:
+    """The issue's schema (numeric x, categorical c), compiled on the implementation in use."""
+    return compile_schema(["x"], [("c", str)])
+
+
 EVENT = BASE.decode() + '"features": {"x": 1, "c": "DE"}}'
 
 
@@ -201,7 +216,7 @@ def test_each_event_takes_its_own_features_and_nothing_else() -> None:
         '"features" : {"c": "FR", "x": null}, "latency_ms": 3}'
     )
     raw = _envelope(EVENT, tricky).replace(b", ", b" ,\n ")
-    events = SPLIT.decode_many(raw)
+    events = split().decode_many(raw)
     assert events is not None
     assert [as_event(e) for e in events] == [
         json.loads(EVENT),
@@ -229,7 +244,7 @@ def test_each_event_takes_its_own_features_and_nothing_else() -> None:
     ],
 )
 def test_what_is_not_an_envelope_of_the_schema_is_not_decoded_by_it(raw: bytes, why: str) -> None:
-    assert SPLIT.decode_many(raw) is None, why
+    assert split().decode_many(raw) is None, why
 
 
 @pytest.mark.parametrize(
@@ -243,13 +258,13 @@ def test_what_is_not_an_envelope_of_the_schema_is_not_decoded_by_it(raw: bytes, 
 def test_features_are_found_by_the_json_structure(event: str, why: str) -> None:
     """msgspec finds each event's features value as pydantic does (the last of a repeated
     key), wherever else the word appears."""
-    events = SPLIT.decode_many(_envelope(EVENT, event))
+    events = split().decode_many(_envelope(EVENT, event))
     assert events is not None, why
     assert [dict(e.features) for e in events] == [{"x": 1.0, "c": "DE"}] * 2, why
 
 
 def test_an_empty_envelope_has_no_events() -> None:
-    assert SPLIT.decode_many(b' {"events" : [ ] } ') == []
+    assert split().decode_many(b' {"events" : [ ] } ') == []
 
 
 @settings(max_examples=300, deadline=None)
@@ -275,8 +290,9 @@ def test_envelopes_decode_as_their_events_do_one_by_one(
         )
         for f in features
     ]
-    many = SPLIT.decode_many(_envelope(*lines))
-    ones = [SPLIT.decode_one(line.encode()) for line in lines]
+    schema = split()
+    many = schema.decode_many(_envelope(*lines))
+    ones = [schema.decode_one(line.encode()) for line in lines]
     assert many is not None and all(o is not None for o in ones)
     assert [as_event(e) for e in many] == [as_event(o) for o in ones if o is not None]
 

@@ -17,12 +17,15 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from monitor._featcols import FeatureRow, Parser, gather
+from monitor.accelerator import FeatureRow, Parser, gather
 from monitor.config import EventsConfig, Settings
 from monitor.events import Reason, Rejection, parse_event, parse_message
 from monitor.fastdecode import FastDecoder, FastPrediction, as_event, compile_schema
 from monitor.pipeline import Pipeline
 from tests.test_fastdecode import _same, events, schema_features
+
+# Every test runs on the C extension and on its pure-Python twin (tests/accel_impls.py).
+pytestmark = pytest.mark.usefixtures("accel")
 
 HEAD = b'{"event_id":"e","model":"m","model_version":"v","timestamp":0,'
 GOOD = HEAD + b'"features":{"x":1,"c":"DE"},"prediction":1}'
@@ -298,8 +301,12 @@ def test_a_failed_allocation_in_number_raises_memory_error() -> None:
 
 # -- the differential property over envelopes -----------------------------------------------------
 
-SCHEMA_DECODER = FastDecoder()
-SCHEMA_DECODER.compile(["x", "y"], [("c", str), ("b", bool)])
+
+def schema_decoder() -> FastDecoder:
+    """A decoder with the schema of ``schema_features`` compiled (on the implementation in use)."""
+    decoder = FastDecoder()
+    decoder.compile(["x", "y"], [("c", str), ("b", bool)])
+    return decoder
 
 
 def _mutate(raw: bytes, how: int, at: int) -> bytes:
@@ -330,7 +337,7 @@ def test_an_envelope_decodes_as_pydantic_validates_it(
     """Whatever the fast path accepts, pydantic accepts with equal events; nothing raises."""
     raw = _mutate(("{" + '"events": ' + json.dumps(items) + "}").encode(), how, at)
     slow = parse_message(raw)
-    for decoder in (SCHEMA_DECODER, FastDecoder()):
+    for decoder in (schema_decoder(), FastDecoder()):
         fast = decoder.message(raw)
         event(f"fast path: {'taken' if fast else 'left'}")
         if fast is None:

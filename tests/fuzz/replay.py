@@ -71,15 +71,22 @@ def byte_mutation(rng: random.Random, pool: list[bytes]) -> Callable[[bytes, int
 
 
 def use_ext_dir() -> None:
-    """Import ``monitor._featcols`` from ``FUZZ_EXT_DIR`` (when set); stop if it is not."""
+    """Import ``monitor._featcols`` from ``FUZZ_EXT_DIR`` (when set), by way of
+    ``monitor.accelerator``; stop if it is not the one loaded. With ``DRIFTWATCH_ACCEL=0`` (and
+    no ``FUZZ_EXT_DIR``) the oracle checks the accelerator's pure-Python twin instead."""
     import monitor
 
     ext_dir = os.environ.get("FUZZ_EXT_DIR")
     if ext_dir:
         monitor.__path__.insert(0, os.path.abspath(ext_dir))
-    from monitor import _featcols
+    from monitor import accelerator
 
-    loaded = os.path.abspath(_featcols.__file__ or "")
+    if accelerator.IMPLEMENTATION != "c":
+        if ext_dir:
+            raise SystemExit(f"fuzz: expected the build in {ext_dir}, got the Python twin")
+        print("fuzz: the accelerator's pure-Python twin (monitor.accelerator_py)", file=sys.stderr)
+        return
+    loaded = os.path.abspath(getattr(sys.modules["monitor._featcols"], "__file__", None) or "")
     print(f"fuzz: monitor._featcols from {loaded}", file=sys.stderr)
     if ext_dir and not loaded.startswith(os.path.abspath(ext_dir) + os.sep):
         raise SystemExit(f"fuzz: expected the build in {ext_dir}")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.events import Rejection, parse_event
+from tests.accel_impls import Impl
 from tests.fuzz.make_corpus import CORPUS, reproducers, seeds
 from tests.fuzz.oracle import Oracle
 
@@ -21,8 +22,13 @@ REASONS = {
 }
 
 
+# Every test runs on the C extension and on its pure-Python twin (tests/accel_impls.py).
+pytestmark = pytest.mark.usefixtures("accel")
+
+
 @pytest.fixture(scope="module")
-def oracle() -> Oracle:
+def oracle(accel: Impl) -> Oracle:
+    """The oracle's decoders, compiled on the implementation in use."""
     return Oracle()
 
 
