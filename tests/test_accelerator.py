@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from monitor import accelerator
 from monitor.cli import main
-from monitor.simulate import SCENARIOS, generate
+from monitor.scenarios.simulate import SCENARIOS, generate
 from tests.accel_impls import NAMES, NATIVE, PYTHON, SKIP, Impl, using
 from tests.fuzz.make_corpus import CORPUS
 from tests.fuzz.oracle import MIXED_SCHEMA, SIM_SCHEMA, XC_SCHEMA
