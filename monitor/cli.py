@@ -180,6 +180,11 @@ def _replay(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         done = True
         if args.serve:
+            if url is None:  # metrics disabled, or the address taken (logged)
+                raise ConfigError(
+                    f"metrics.listen: replay --serve has no server on "
+                    f"{settings.metrics.listen} (metrics disabled or the address in use)"
+                )
             _serve_until_stopped(url)
     finally:
         obs.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,22 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "ref.json: profiles[0]: invalid reference profile" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["simulate", "--scenario", "nope", "--events", "1", "--out", "x"])
+
+
+def test_replay_serve_on_a_taken_address_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "e.jsonl"
+    events.write_text("")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        args = ["replay", str(events), "--no-progress", "--serve", "--metrics-listen", listen]
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"metrics.listen: replay --serve has no server on {listen}" in err
+    assert "None/" not in err
 
 
 def test_simulate_start_now_stamps_the_last_event_about_now(tmp_path: Path) -> None:
