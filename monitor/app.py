@@ -177,6 +177,8 @@ def _enter(event: Any) -> None:
 
 #: Attribute of a Faust app holding the ``fetch_max_wait_ms`` its worker consumer should use.
 FETCH_WAIT_ATTR = "driftwatch_fetch_max_wait_ms"
+#: Seconds between probes of the bootstrap servers while no input arrives (``/readyz``).
+PROBE_EVERY = 5
 #: Attribute of a Faust app holding its :class:`RecoveryWatchdog`.
 WATCHDOG_ATTR = "driftwatch_recovery_watchdog"
 
@@ -358,11 +360,19 @@ def build_app(
             await adapter.flush()
 
     brokers = BrokerWatch(k.bootstrap_servers, k.unready_after)
+    seen = {"messages": -1, "ticks": 0}
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def watch_brokers() -> None:
         install_repeat_filter()  # again: Faust's worker sets up its own log handlers
-        await brokers.probe()
+        seen["ticks"] += 1
+        if adapter.stats.messages != seen["messages"]:  # input flows: a broker answers
+            seen["messages"] = adapter.stats.messages
+            brokers.seen(True)
+        elif seen["ticks"] % PROBE_EVERY == 0:
+            # A TCP connection without a Kafka request: rare, so that a TLS listener does not
+            # log a failed handshake every second.
+            await brokers.probe()
 
     if observability is not None:
         obs = observability

@@ -1,11 +1,12 @@
 """Whether a Kafka broker can be reached, for ``/readyz``, and fewer lines when none can.
 
 Faust's consumer retries a lost broker for ever and says so many times a second (5,700 ERROR
-lines in 65 s of a broker outage were measured), while the worker itself looks healthy. The
-worker's timer probes the bootstrap servers with a TCP connection (:class:`BrokerWatch`):
-after ``kafka.unready_after`` without one, ``/readyz`` answers not ready until a broker
-answers again. :class:`RepeatFilter` lets the first of a run of the same warning through and
-then one line per interval with the count of those it held back.
+lines in 65 s of a broker outage were measured), while the worker itself looks healthy. While
+input arrives a broker is reachable; otherwise the worker's timer probes the bootstrap servers
+with a TCP connection every few seconds (:class:`BrokerWatch`): after ``kafka.unready_after``
+without one, ``/readyz`` answers not ready until a broker answers again.
+:class:`RepeatFilter` lets the first of a run of the same warning through and then one line
+per interval with the count of those it held back.
 """
 
 from __future__ import annotations
