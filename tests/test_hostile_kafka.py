@@ -14,13 +14,12 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient
 
 from monitor.config import Settings
 from monitor.pipeline import Pipeline
 from monitor.scenarios.simulate import generate
 from tests.kafka_broker import KafkaBroker, free_ports
-from tests.worker_proc import Topics, Worker, consume_all
+from tests.worker_proc import Topics, Worker, committed, consume_all
 
 pytestmark = pytest.mark.kafka
 
@@ -128,16 +127,6 @@ def _firing_starts(lines: list[bytes]) -> list[tuple[str, str]]:
 def _http_status(url: str) -> int:
     with urllib.request.urlopen(url, timeout=10) as r:
         return int(r.status)
-
-
-def _committed(bootstrap: str, group: str, topic: str, partition: int) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="driftwatch-tests")
-    try:
-        offsets = admin.list_group_offsets({group: None})[group]
-    finally:
-        admin.close()
-    meta = offsets.get(TopicPartition(topic, partition))
-    return -1 if meta is None else int(meta.offset)
 
 
 def test_hostile_messages_in_a_drift_stream(
@@ -249,10 +238,10 @@ def test_hostile_messages_in_a_drift_stream(
     end = len(values)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if _committed(kafka_broker.bootstrap, topics.group, topics.predictions, 0) >= end:
+        if committed(kafka_broker.bootstrap, topics.group, topics.predictions, 0) >= end:
             break
         time.sleep(1)
-    assert _committed(kafka_broker.bootstrap, topics.group, topics.predictions, 0) == end
+    assert committed(kafka_broker.bootstrap, topics.group, topics.predictions, 0) == end
     consumer = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap)
     try:
         tp = TopicPartition(topics.predictions, 0)

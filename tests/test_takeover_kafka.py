@@ -17,7 +17,7 @@ import pytest
 from monitor.scenarios.simulate import generate
 from tests.alertmanager_server import Alertmanager, WebhookReceiver, run_alertmanager, serve_webhook
 from tests.kafka_broker import KafkaBroker
-from tests.worker_proc import Topics, Worker, envelopes, produce
+from tests.worker_proc import Topics, Worker, envelopes, produce, wait_committed
 
 pytestmark = pytest.mark.kafka
 
@@ -75,11 +75,14 @@ def test_a_firing_alert_is_back_in_alertmanager_after_kill_9_and_restart(
             f"        urls: ['{am.url}']\n        resend_interval: {RESEND}s\n"
         ),
     )
-    produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines, 250))
+    end = produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines, 250))
     first = Worker(cfg, tmp_path, "first").start()
     workers.append(first)
     first.wait_for(lambda s: s.get("alerts", {}).get("FeatureDrift/firing", 0) >= 1)
     (fired,) = wait(lambda: drift_alerts(am), 30, "the alert in Alertmanager")
+    # 30,000 events end a window: everything is checkpointed and committed; the restarted
+    # worker gets no input at all.
+    assert wait_committed(kafka_broker.bootstrap, topics.group, topics.predictions, end) == end
     first.kill()
 
     # Nobody re-sends it: Alertmanager lets it expire at the end of its lease.

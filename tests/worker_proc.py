@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 
@@ -184,3 +184,26 @@ class Worker:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
         self._logf.close()  # also when the worker exited by itself
+
+
+def committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> int:
+    """The group's committed offset of ``topic``'s ``partition`` (-1 when none)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="driftwatch-tests")
+    try:
+        offsets = admin.list_group_offsets({group: [TopicPartition(topic, partition)]})
+    finally:
+        admin.close()
+    found = offsets.get(group, {}).get(TopicPartition(topic, partition))
+    return int(found.offset) if found is not None else -1
+
+
+def wait_committed(
+    bootstrap: str, group: str, topic: str, end: int, partition: int = 0, timeout: float = 60.0
+) -> int:
+    """Wait until the group's committed offset of the partition reaches ``end``; returns it."""
+    deadline = time.monotonic() + timeout
+    found = committed(bootstrap, group, topic, partition)
+    while found < end and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = committed(bootstrap, group, topic, partition)
+    return found

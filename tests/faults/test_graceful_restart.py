@@ -10,24 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import TopicPartition
-from kafka.admin import KafkaAdminClient
 
 from monitor.scenarios.simulate import generate
 from tests.kafka_broker import KafkaBroker
-from tests.worker_proc import Topics, Worker, consume_all, produce
+from tests.worker_proc import Topics, Worker, committed, consume_all, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
-
-
-def committed(bootstrap: str, group: str, topic: str) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="driftwatch-tests")
-    try:
-        offsets = admin.list_group_offsets({group: [TopicPartition(topic, 0)]})
-    finally:
-        admin.close()
-    found = offsets.get(group, {}).get(TopicPartition(topic, 0))
-    return found.offset if found is not None else -1
 
 
 def test_sigterm_and_restart_repeat_no_dead_letter(
