@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,15 @@ def alertmanager(
     """A real Alertmanager on 127.0.0.1 whose receivers post to ``webhook_receiver``."""
     with run_alertmanager(tmp_path_factory.mktemp("alertmanager"), webhook_receiver) as am:
         yield am
+
+
+def active_alerts(am: Alertmanager, alertname: str) -> list[dict[str, Any]]:
+    """The alerts named ``alertname`` that ``am`` holds active (not yet past their ``endsAt``,
+    the end of the lease a re-send renews)."""
+    now = time.time()
+    return [
+        a
+        for a in am.api("/api/v2/alerts")
+        if a["labels"].get("alertname") == alertname
+        and datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")).timestamp() > now
+    ]

@@ -3,7 +3,7 @@ sockets of failed connection attempts, as driftwatch's do (monitor/kafka_sockets
 
 import warnings
 
-pytest_plugins = ["tests.kafka_broker", "tests.accel_impls"]
+pytest_plugins = ["tests.kafka_broker", "tests.accel_impls", "tests.alertmanager_server"]
 
 with warnings.catch_warnings():
     # kafka-python 3.0.12 loads its protocol schemas with importlib.resources.open_text

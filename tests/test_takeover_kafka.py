@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from monitor.scenarios.simulate import generate
-from tests.alertmanager_server import Alertmanager, WebhookReceiver, run_alertmanager, serve_webhook
+from tests.alertmanager_server import Alertmanager, active_alerts
 from tests.kafka_broker import KafkaBroker
 from tests.worker_proc import Topics, Worker, envelopes, produce, wait_committed
 
@@ -32,24 +31,6 @@ def workers() -> Iterator[list[Worker]]:
         w.stop()
 
 
-@pytest.fixture
-def am(tmp_path: Path) -> Iterator[Alertmanager]:
-    receiver: WebhookReceiver
-    with serve_webhook() as receiver, run_alertmanager(tmp_path / "am", receiver) as running:
-        yield running
-
-
-def drift_alerts(am: Alertmanager) -> list[dict[str, Any]]:
-    """FeatureDrift alerts Alertmanager holds active (not yet past their ``endsAt``)."""
-    now = time.time()
-    return [
-        a
-        for a in am.api("/api/v2/alerts")
-        if a["labels"].get("alertname") == "FeatureDrift"
-        and datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")).timestamp() > now
-    ]
-
-
 def wait(condition: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -61,7 +42,7 @@ def wait(condition: Any, timeout: float, what: str) -> Any:
 
 
 def test_a_firing_alert_is_back_in_alertmanager_after_kill_9_and_restart(
-    kafka_broker: KafkaBroker, am: Alertmanager, tmp_path: Path, workers: list[Worker]
+    kafka_broker: KafkaBroker, alertmanager: Alertmanager, tmp_path: Path, workers: list[Worker]
 ) -> None:
     lines = list(generate("abrupt-shift", 30_000, 8).lines())
     topics = Topics.fresh("takeover")
@@ -72,26 +53,36 @@ def test_a_firing_alert_is_back_in_alertmanager_after_kill_9_and_restart(
         1,
         extra=(
             "notifications:\n  receivers:\n    - name: am\n      alertmanager:\n"
-            f"        urls: ['{am.url}']\n        resend_interval: {RESEND}s\n"
+            f"        urls: ['{alertmanager.url}']\n        resend_interval: {RESEND}s\n"
         ),
     )
     end = produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines, 250))
     first = Worker(cfg, tmp_path, "first").start()
     workers.append(first)
     first.wait_for(lambda s: s.get("alerts", {}).get("FeatureDrift/firing", 0) >= 1)
-    (fired,) = wait(lambda: drift_alerts(am), 30, "the alert in Alertmanager")
+    (fired,) = wait(
+        lambda: active_alerts(alertmanager, "FeatureDrift"), 30, "the alert in Alertmanager"
+    )
     # 30,000 events end a window: everything is checkpointed and committed; the restarted
     # worker gets no input at all.
     assert wait_committed(kafka_broker.bootstrap, topics.group, topics.predictions, end) == end
     first.kill()
 
     # Nobody re-sends it: Alertmanager lets it expire at the end of its lease.
-    wait(lambda: not drift_alerts(am), 8 * RESEND + 10, "the alert to expire")
+    wait(
+        lambda: not active_alerts(alertmanager, "FeatureDrift"),
+        8 * RESEND + 10,
+        "the alert to expire",
+    )
 
     second = Worker(cfg, tmp_path, "second").start()
     workers.append(second)
     second.wait_for(lambda s: "messages" in s)  # started: partitions assigned, recovered
-    (back,) = wait(lambda: drift_alerts(am), RESEND + 10, "the alert back in Alertmanager")
+    (back,) = wait(
+        lambda: active_alerts(alertmanager, "FeatureDrift"),
+        RESEND + 10,
+        "the alert back in Alertmanager",
+    )
     assert back["startsAt"] == fired["startsAt"]
     assert back["labels"] == fired["labels"]
     assert second.status()["messages"] == 0  # without any input to the second worker

@@ -6,8 +6,6 @@ event of the moved model version exactly once when input goes on."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 from kafka import KafkaProducer
 
 from monitor.scenarios.simulate import generate
-from tests.alertmanager_server import Alertmanager, WebhookReceiver, run_alertmanager, serve_webhook
+from tests.alertmanager_server import Alertmanager, active_alerts
 from tests.kafka_broker import KafkaBroker
 from tests.worker_proc import Topics, Worker
 
@@ -23,23 +21,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
 RESEND = 2.0
 SESSION_S = 6.0
-
-
-@pytest.fixture
-def am(tmp_path: Path) -> Iterator[Alertmanager]:
-    receiver: WebhookReceiver
-    with serve_webhook() as receiver, run_alertmanager(tmp_path / "am", receiver) as running:
-        yield running
-
-
-def active(am: Alertmanager) -> list[dict[str, Any]]:
-    now = time.time()
-    return [
-        a
-        for a in am.api("/api/v2/alerts")
-        if a["labels"].get("alertname") == "FeatureDrift"
-        and datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")).timestamp() > now
-    ]
 
 
 def send(bootstrap: str, topic: str, parts: dict[int, list[bytes]]) -> None:
@@ -55,7 +36,7 @@ def send(bootstrap: str, topic: str, parts: dict[int, list[bytes]]) -> None:
 
 
 def test_the_survivor_takes_over_partitions_and_alerts(
-    kafka_broker: KafkaBroker, am: Alertmanager, tmp_path: Path
+    kafka_broker: KafkaBroker, alertmanager: Alertmanager, tmp_path: Path
 ) -> None:
     fraud = list(generate("abrupt-shift", 40_000, 8).lines())
     churn = [
@@ -73,7 +54,7 @@ def test_the_survivor_takes_over_partitions_and_alerts(
         ),
         extra=(
             "notifications:\n  receivers:\n    - name: am\n      alertmanager:\n"
-            f"        urls: ['{am.url}']\n        resend_interval: {RESEND}s\n"
+            f"        urls: ['{alertmanager.url}']\n        resend_interval: {RESEND}s\n"
         ),
     )
     workers = [Worker(cfg, tmp_path, name) for name in ("w1", "w2")]
@@ -83,7 +64,9 @@ def test_the_survivor_takes_over_partitions_and_alerts(
         for w in workers:
             w.wait_for(lambda s: "messages" in s)
         send(kafka_broker.bootstrap, topics.predictions, {0: fraud[:30_000], 1: churn})
-        (fired,) = _wait(lambda: active(am), 180, "FeatureDrift in Alertmanager")
+        (fired,) = _wait(
+            lambda: active_alerts(alertmanager, "FeatureDrift"), 180, "FeatureDrift in Alertmanager"
+        )
         owner = _wait(
             lambda: next(
                 (w for w in workers if "fraud/v1" in w.status().get("events_by_stream", {})),
@@ -101,7 +84,7 @@ def test_the_survivor_takes_over_partitions_and_alerts(
         survivor.wait_for(lambda s: "fraud/v1" in s.get("events_by_stream", {}), SESSION_S + 15)
         # Past the dead worker's lease, the alert is still there: the survivor re-sent it.
         time.sleep(max(0.0, killed + 4 * RESEND + 3 - time.monotonic()))
-        (kept,) = active(am)
+        (kept,) = active_alerts(alertmanager, "FeatureDrift")
         assert kept["startsAt"] == fired["startsAt"]
 
         send(kafka_broker.bootstrap, topics.predictions, {0: fraud[30_250:]})
