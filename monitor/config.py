@@ -9,11 +9,20 @@ typo never silently falls back to a default. Durations are seconds or strings su
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from alerting.rules import RuleSet
 from alerting.settings import (
@@ -247,14 +256,81 @@ class TopicsConfig(_Section):
     dead_letter: str = "driftwatch.dlq"
 
 
+class TokenSource(_Section):
+    """Where a secret comes from: exactly one of ``file`` (its content, surrounding whitespace
+    removed) or ``env`` (the name of an environment variable). It is read once, when the
+    settings are loaded, and never shown (``repr`` hides it)."""
+
+    file: str | None = None
+    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    _value: SecretStr = PrivateAttr(default=SecretStr(""))
+
+    @model_validator(mode="after")
+    def _read(self) -> TokenSource:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of file or env")
+        if self.file is not None:
+            try:
+                value = Path(self.file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                why = getattr(exc, "strerror", None) or type(exc).__name__
+                raise ValueError(f"cannot read file {self.file}: {why}") from None
+            if not value:
+                raise ValueError(f"file {self.file} is empty")
+        else:
+            assert self.env is not None
+            value = os.environ.get(self.env, "").strip()
+            if not value:
+                raise ValueError(f"environment variable {self.env} is unset or empty")
+        self._value = SecretStr(value)
+        return self
+
+    def secret(self) -> str:
+        """The secret itself (never log it)."""
+        return self._value.get_secret_value()
+
+
+class MetricsAuthConfig(_Section):
+    """``bearer_token``: every path but ``/healthz`` and ``/readyz`` then requires
+    ``Authorization: Bearer <token>`` (or the status page's login cookie)."""
+
+    bearer_token: TokenSource
+
+
+class MetricsTLSConfig(_Section):
+    """``certfile`` and ``keyfile`` (PEM; the certificate file may hold the chain): serve HTTPS,
+    TLS 1.2 or later."""
+
+    certfile: str
+    keyfile: str
+
+    @model_validator(mode="after")
+    def _loads(self) -> MetricsTLSConfig:
+        try:  # a bad pair is a configuration error now, not a server that never starts
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.certfile, self.keyfile, password="")  # never a prompt
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"cannot load certfile {self.certfile} with keyfile {self.keyfile}: "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        return self
+
+
 class MetricsConfig(_Section):
     """The metrics, health and status server (``driftwatch run``; ``replay --serve``).
 
     ``listen``: ``host:port`` to bind (``127.0.0.1:9464``; 9464 is also the default
-    ``notifications.external_url`` port). Bind ``0.0.0.0:9464`` only behind a firewall: the
-    status page shows feature names and alert details. ``enabled: false`` serves nothing (the
-    numbers are still kept). ``history_windows``: windows per model version kept for the status
-    page charts (240); ``recent_alerts``: resolved alerts the page lists (50).
+    ``notifications.external_url`` port). Bind ``0.0.0.0:9464`` only behind a firewall, or
+    with ``auth`` and ``tls``: the status page shows feature names and alert details.
+    ``enabled: false`` serves nothing (the numbers are still kept). ``history_windows``: windows
+    per model version kept for the status page charts (240); ``recent_alerts``: resolved alerts
+    the page lists (50).
+
+    ``auth.bearer_token`` (``{file: PATH}`` or ``{env: VARIABLE}``; none by default): require
+    ``Authorization: Bearer <token>`` on every path but the probes ``/healthz`` and ``/readyz``;
+    a browser signs in once on ``/login`` (see :mod:`monitor.http_auth`). ``tls.certfile`` and
+    ``tls.keyfile`` (none by default): serve HTTPS instead of HTTP.
     """
 
     enabled: bool = True
@@ -262,6 +338,8 @@ class MetricsConfig(_Section):
     history_windows: int = Field(240, ge=10, le=100_000)
     recent_alerts: int = Field(50, ge=1, le=10_000)
     max_feature_series: int = Field(20_000, ge=0)
+    auth: MetricsAuthConfig | None = None
+    tls: MetricsTLSConfig | None = None
 
 
 class TracingConfig(_Section):

@@ -15,7 +15,11 @@ path               what
                    mode); else 503 with the reason
 ``/``              the status page (:mod:`monitor.status_page`)
 ``/api/status``    the status page's numbers as JSON
+``/login``         with ``metrics.auth``: the status page's sign-in form
 =================  =============================================================================
+
+With ``metrics.auth.bearer_token`` every path but ``/healthz`` and ``/readyz`` requires the token,
+and with ``metrics.tls`` the server speaks HTTPS (:mod:`monitor.http_auth`).
 
 :class:`Observability` builds the registry, :class:`~monitor.metrics.MonitorMetrics`,
 :class:`~monitor.status_page.StatusHistory` and, when ``tracing.enabled``,
@@ -30,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -50,6 +55,7 @@ from alerting.types import Transition
 from monitor import __version__
 from monitor.broker_watch import BrokerWatch
 from monitor.config import Settings
+from monitor.http_auth import BearerAuth, TLSMixin, server_security
 from monitor.latency_metrics import TraceRef, trace_ref
 from monitor.metrics import ConsumerPosition, MonitorMetrics, probe_indices
 from monitor.span_export import SpanCounts, build_provider, code_revision
@@ -81,7 +87,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _Server(ThreadingMixIn, WSGIServer):
+class _Server(TLSMixin, ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
@@ -93,6 +99,11 @@ class _Server6(_Server):
 class _Handler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The path without its query: a token pasted into a URL stays out of the log.
+        path = self.path.partition("?")[0]
+        log.debug('%s "%s %s" %s %s', self.address_string(), self.command, path, code, size)
 
 
 def _no_store(start_response: StartResponse) -> StartResponse:
@@ -124,6 +135,10 @@ class MonitorServer:
         The status page (HTML bytes) and its JSON.
     ready, healthy
         ``(ok, reason)`` for ``/readyz`` and ``/healthz``.
+    auth
+        Requires a bearer token on every path but the probes (``metrics.auth``).
+    tls
+        Serves HTTPS with this context (``metrics.tls``).
     """
 
     def __init__(
@@ -134,6 +149,9 @@ class MonitorServer:
         status: Callable[[], Mapping[str, Any]],
         ready: Callable[[], tuple[bool, str]],
         healthy: Callable[[], tuple[bool, str]] = lambda: (True, ""),
+        *,
+        auth: BearerAuth | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.listen = listen
         self.registry = registry
@@ -141,23 +159,27 @@ class MonitorServer:
         self.status = status
         self.ready = ready
         self.healthy = healthy
+        self.auth = auth
+        self.tls = tls
         self.metrics_app: WSGIApplication = make_wsgi_app(registry)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        """``http://host:port`` actually bound."""
+        """``http(s)://host:port`` actually bound."""
         assert self._server is not None, "not started"
         host, port = self._server.server_address[:2]
         host = str(host)
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     def start(self) -> MonitorServer:
         """Bind and serve; raises ``OSError`` when the address is taken."""
         host, port = parse_listen(self.listen)
         server_class = _Server6 if ":" in host else _Server
         self._server = server_class((host, port), _Handler)
+        self._server.ssl_context = self.tls
         self._server.set_app(self.app)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="driftwatch-http", daemon=True
@@ -180,6 +202,10 @@ class MonitorServer:
         path = environ.get("PATH_INFO", "")
         start_response = _no_store(start_response)
         try:
+            if self.auth is not None:
+                denied = self.auth.guard(environ, start_response)
+                if denied is not None:
+                    return denied
             if path == "/metrics":
                 return self.metrics_app(environ, start_response)
             if environ.get("REQUEST_METHOD") != "GET":
@@ -493,15 +519,19 @@ class Observability:
         down), rather than stopping alerts."""
         if ready is not None:
             self._ready = ready
-        if not self.settings.metrics.enabled:
+        cfg = self.settings.metrics
+        if not cfg.enabled:
             return None
+        auth, tls = server_security(cfg, parse_listen(cfg.listen)[0])
         self.server = MonitorServer(
-            self.settings.metrics.listen,
+            cfg.listen,
             self.registry,
             self.page,
             self.status,
             self._ready,
             self.healthy,
+            auth=auth,
+            tls=tls,
         )
         try:
             self.server.start()
