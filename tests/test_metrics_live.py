@@ -17,7 +17,6 @@ event). While it runs, this module checks:
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ from kafka import KafkaProducer
 from monitor.scenarios.simulate import generate
 from tests.kafka_broker import KafkaBroker, free_ports
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.webdriver import WebDriver, chromium
 from tests.worker_proc import Topics, Worker
 
 pytestmark = pytest.mark.kafka
@@ -366,46 +366,6 @@ def test_alert_span_leads_back_to_the_producers_traces(live: Live) -> None:
     assert live.receiver.content_types == {"application/x-protobuf"}
 
 
-class WebDriver:
-    """Just enough of the W3C WebDriver protocol to drive chromedriver."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.session = ""
-
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read())["value"]
-
-    def start(self, args: list[str]) -> None:
-        caps = {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": shutil.which("chromium"), "args": args},
-        }
-        value = self.call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})
-        self.session = value["sessionId"]
-
-    def go(self, url: str) -> None:
-        self.call("POST", f"/session/{self.session}/url", {"url": url})
-
-    def js(self, script: str) -> Any:
-        return self.call(
-            "POST", f"/session/{self.session}/execute/sync", {"script": script, "args": []}
-        )
-
-    def screenshot(self) -> bytes:
-        return base64.b64decode(self.call("GET", f"/session/{self.session}/screenshot"))
-
-    def quit(self) -> None:
-        if self.session:
-            self.call("DELETE", f"/session/{self.session}")
-            self.session = ""
-
-
 CHART_CHECK = """
 const figs = [...document.querySelectorAll('figure.drift')];
 const drawn = figs.filter(f => {
@@ -432,34 +392,7 @@ return {
 
 
 def test_status_page_in_headless_chromium(live: Live, tmp_path: Path) -> None:
-    chromedriver = shutil.which("chromedriver")
-    if chromedriver is None or shutil.which("chromium") is None:
-        pytest.fail("chromium missing: apt-get install chromium chromium-driver")
-    (port,) = free_ports(1)
-    log = open(tmp_path / "chromedriver.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [chromedriver, f"--port={port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # its browser processes share the group, stopped below
-    )
-    driver = WebDriver(f"http://127.0.0.1:{port}")
-    try:
-        wait_until(lambda: _driver_ready(driver), 30, "chromedriver")
-        driver.start(
-            [
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                "--window-size=1280,1700",
-            ]
-        )
+    with chromium(tmp_path, ["--window-size=1280,1700"]) as driver:
         driver.go(live.metrics_url + "/")
         page = wait_until(lambda: _drawn(driver), 30, "the charts")
         assert page["figures"] >= 20 and len(page["drawn"]) == page["figures"]
@@ -477,19 +410,6 @@ def test_status_page_in_headless_chromium(live: Live, tmp_path: Path) -> None:
         (ARTIFACTS / "status-page.png").write_bytes(png)
         if os.environ.get("DRIFTWATCH_UPDATE_SCREENSHOT"):  # the README's picture
             (REPO / "deploy" / "status-page.png").write_bytes(png)
-    finally:
-        try:
-            driver.quit()
-        finally:
-            stop_process(proc, group=True)
-            log.close()
-
-
-def _driver_ready(driver: WebDriver) -> bool:
-    try:
-        return bool(driver.call("GET", "/status").get("ready"))
-    except OSError:
-        return False
 
 
 def _drawn(driver: WebDriver) -> dict[str, Any] | None:
