@@ -29,6 +29,8 @@ from alerting.settings import (
     AlertRuleSettings,
     Duration,
     NotificationSettings,
+    SecretError,
+    SecretSource,
     rule_set_from,
 )
 from detectors.window import DetectorSettings
@@ -256,37 +258,29 @@ class TopicsConfig(_Section):
     dead_letter: str = "driftwatch.dlq"
 
 
-class TokenSource(_Section):
-    """Where a secret comes from: exactly one of ``file`` (its content, surrounding whitespace
-    removed) or ``env`` (the name of an environment variable). It is read once, when the
-    settings are loaded, and never shown (``repr`` hides it)."""
+class TokenSource(SecretSource):
+    """Where a token comes from: exactly one of ``file`` (its content, surrounding whitespace
+    removed) or ``env`` (the name of an environment variable), as for the notification
+    receivers' secrets. Unlike those, it is read once, when the settings are loaded, so a
+    missing or empty one is a configuration error naming the field; it is never shown
+    (``repr`` hides it)."""
 
-    file: str | None = None
-    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     _value: SecretStr = PrivateAttr(default=SecretStr(""))
 
     @model_validator(mode="after")
-    def _read(self) -> TokenSource:
-        if (self.file is None) == (self.env is None):
-            raise ValueError("give exactly one of file or env")
-        if self.file is not None:
-            try:
-                value = Path(self.file).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                why = getattr(exc, "strerror", None) or type(exc).__name__
-                raise ValueError(f"cannot read file {self.file}: {why}") from None
-            if not value:
-                raise ValueError(f"file {self.file} is empty")
-        else:
-            assert self.env is not None
-            value = os.environ.get(self.env, "").strip()
-            if not value:
-                raise ValueError(f"environment variable {self.env} is unset or empty")
+    def _read_now(self) -> TokenSource:
+        try:
+            value = self.read()
+        except SecretError as exc:
+            raise ValueError(str(exc)) from None
+        if not value:
+            where = f"file {self.file}" if self.file is not None else f"variable {self.env}"
+            raise ValueError(f"{where} is empty")
         self._value = SecretStr(value)
         return self
 
     def secret(self) -> str:
-        """The secret itself (never log it)."""
+        """The token itself (never log it)."""
         return self._value.get_secret_value()
 
 

@@ -235,19 +235,21 @@ def test_settings_read_the_token_from_a_file_or_the_environment(
     [
         (
             "metrics:\n  auth:\n    bearer_token: {env: DW_TEST_TOKEN, file: /x}\n",
-            "metrics.auth.bearer_token: Value error, give exactly one of file or env",
+            "metrics.auth.bearer_token: Value error, give exactly one of env or file",
         ),
         (
             "metrics:\n  auth:\n    bearer_token: {}\n",
-            "metrics.auth.bearer_token: Value error, give exactly one of file or env",
+            "metrics.auth.bearer_token: Value error, give exactly one of env or file",
         ),
         (
             "metrics:\n  auth:\n    bearer_token: {env: DW_UNSET_TOKEN}\n",
-            "metrics.auth.bearer_token: Value error, environment variable DW_UNSET_TOKEN is unset",
+            "metrics.auth.bearer_token: Value error, "
+            "environment variable DW_UNSET_TOKEN is not set",
         ),
         (
             "metrics:\n  auth:\n    bearer_token: {file: TMP/missing}\n",
-            "metrics.auth.bearer_token: Value error, cannot read file TMP/missing: No such file",
+            "metrics.auth.bearer_token: Value error, "
+            "cannot read secret file TMP/missing: FileNotFoundError",
         ),
         (
             "metrics:\n  auth:\n    bearer_token: {file: TMP/empty}\n",
