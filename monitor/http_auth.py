@@ -65,7 +65,7 @@ input{{font:inherit;padding:.4em;width:100%;box-sizing:border-box;margin:.5em 0}
 .error{{color:#c92a2a}}</style></head>
 <body><h1>driftwatch</h1><p>This server requires its bearer token
 (<code>metrics.auth.bearer_token</code>).</p>{error}
-<form class="login" method="post" action="login">
+<form class="login" method="post" action="{action}">
 <label>Token <input type="password" name="token" autocomplete="current-password" autofocus>
 </label><input type="submit" value="Sign in"></form></body></html>
 """
@@ -148,7 +148,7 @@ class BearerAuth:
     def _login(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         method = environ.get("REQUEST_METHOD")
         if method == "GET":
-            return _form(start_response, "200 OK")
+            return _form(start_response, "200 OK", "login")
         if method != "POST":
             return _answer(start_response, "405 Method Not Allowed", b"GET or POST only\n")
         try:
@@ -170,17 +170,20 @@ class BearerAuth:
             )
             return [b""]
         log.info("failed sign-in to the status page from %s", environ.get("REMOTE_ADDR", "?"))
-        return _form(start_response, "401 Unauthorized", "That is not the token.")
+        return _form(start_response, "401 Unauthorized", "login", "That is not the token.")
 
     def _deny(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         if environ.get("REQUEST_METHOD") == "GET" and "text/html" in environ.get("HTTP_ACCEPT", ""):
-            return _form(start_response, "401 Unauthorized")  # a browser: offer to sign in
+            # A browser: offer to sign in. The form posts to /login relative to this path, so it
+            # also works behind a proxy that serves the server under a prefix.
+            depth = environ.get("PATH_INFO", "/").count("/") - 1
+            return _form(start_response, "401 Unauthorized", "../" * depth + "login")
         return _answer(start_response, "401 Unauthorized", b"bearer token required\n")
 
 
-def _form(start_response: StartResponse, status: str, error: str = "") -> list[bytes]:
+def _form(start_response: StartResponse, status: str, action: str, error: str = "") -> list[bytes]:
     para = f'<p class="error">{html.escape(error)}</p>' if error else ""
-    body = _FORM.format(error=para).encode()
+    body = _FORM.format(error=para, action=html.escape(action)).encode()
     headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))]
     if status.startswith("401"):
         headers.append(("WWW-Authenticate", 'Bearer realm="driftwatch"'))

@@ -119,6 +119,9 @@ def test_a_browser_signs_in_once_and_gets_a_cookie(server: MonitorServer, clock:
     assert status == 401 and hdrs["WWW-Authenticate"].startswith("Bearer")
     assert b'<form class="login" method="post" action="login">' in body
     assert b"status</html>" not in body
+    # Wherever the form shows, it posts to /login (relative, for servers behind a prefix).
+    status, _, body = request(server.url, "/api/status", html)
+    assert status == 401 and b'method="post" action="../login">' in body
     assert request(server.url, "/login")[0] == 200
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     status, hdrs, body = request(

@@ -270,11 +270,10 @@ def _page(driver: WebDriver, path: str) -> dict[str, Any] | None:
 def test_status_page_in_chromium_needs_the_token(served: Served, tmp_path: Path) -> None:
     # The CA is not in Chromium's trust store; the certificate itself is tested above.
     with chromium(tmp_path, ["--window-size=1000,800"], accept_insecure_certs=True) as driver:
-        for path in ("/", "/api/status", "/metrics"):
+        for path in ("/", "/metrics", "/api/status"):
             driver.go(served.url + path)
             assert driver.js(RESPONSE_STATUS) == 401, path
-        driver.go(served.url + "/")
-        page = driver.js(PAGE_CHECK)
+        page = driver.js(PAGE_CHECK)  # /api/status too offers the form (posting to ../login)
         assert page["login"] and page["figures"] == 0, page
         # A wrong token, then the right one, typed into the form.
         sign_in(driver, "not-the-token")
