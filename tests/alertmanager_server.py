@@ -11,6 +11,10 @@ Load it with ``pytest_plugins = ["tests.alertmanager_server"]`` in ``tests/conft
   changed only where a test needs it: every receiver URL points at the webhook receiver (its
   path names the receiver) and group_wait/group_interval are short. It is stopped by PID at the
   end of the test; ``stop()``/``start()`` simulate an outage on the same port and data dir.
+* ``alertmanager_pair``: two Alertmanagers clustered with each other (an HA pair, gossip on
+  127.0.0.1), each a :class:`ClusterPeer` run by this module (``am.sh`` disables clustering) with
+  its own port and storage; ``kill()`` is ``kill -9`` by PID and ``start()`` brings it back with
+  the same flags and storage. Alerts are not gossiped: a client must send to both.
 """
 
 from __future__ import annotations
@@ -217,6 +221,133 @@ def alertmanager(
     """A real Alertmanager on 127.0.0.1 whose receivers post to ``webhook_receiver``."""
     with run_alertmanager(tmp_path_factory.mktemp("alertmanager"), webhook_receiver) as am:
         yield am
+
+
+@dataclass
+class ClusterPeer(Alertmanager):
+    """One Alertmanager of an HA pair, started by this module with the cluster flags: it
+    listens for gossip on ``127.0.0.1:cluster_port`` and joins ``peer_ports``."""
+
+    cluster_port: int = 0
+    peer_ports: tuple[int, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        # Short gossip and push-pull intervals so the pair forms (and re-forms after a restart)
+        # within a second or two; the defaults (200 ms, 1 m) are for production.
+        return [
+            str(AM_BIN),
+            f"--config.file={self.config}",
+            f"--storage.path={self.data_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--web.external-url={self.url}",
+            f"--cluster.listen-address=127.0.0.1:{self.cluster_port}",
+            f"--cluster.advertise-address=127.0.0.1:{self.cluster_port}",
+            *(f"--cluster.peer=127.0.0.1:{p}" for p in self.peer_ports),
+            "--cluster.gossip-interval=100ms",
+            "--cluster.pushpull-interval=2s",
+            "--cluster.reconnect-interval=1s",
+            "--cluster.settle-timeout=5s",
+            "--log.level=info",
+        ]
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start (again) with the same flags, ports and storage; wait until ``/-/ready``."""
+        log = open(self.data_dir / "alertmanager.log", "ab")  # noqa: SIM115 - the child's now
+        try:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Alertmanager exited:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, ValueError):
+                self.api("/api/v2/status")
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"Alertmanager not ready in {timeout} s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def log_tail(self) -> str:
+        return (self.data_dir / "alertmanager.log").read_text(errors="replace")[-3000:]
+
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def kill(self) -> None:
+        """``kill -9`` by PID, as a crash."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM by PID (SIGKILL after 10 s)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def cluster_peers(self) -> int:
+        """How many members (itself included) this Alertmanager sees in its cluster."""
+        return len(self.api("/api/v2/status")["cluster"].get("peers") or [])
+
+
+@contextlib.contextmanager
+def run_alertmanager_pair(base_dir: Path, webhook: WebhookReceiver) -> Iterator[list[ClusterPeer]]:
+    """Two clustered Alertmanagers (see the module docstring) under ``base_dir``, both
+    posting to ``webhook``; stopped by PID after. Waits until each sees the other."""
+    if not AM_BIN.exists() or shutil.which("amtool") is None:
+        pytest.fail("needs the Debian package prometheus-alertmanager")
+    base_dir.mkdir(parents=True, exist_ok=True)
+    config = base_dir / "alertmanager.yml"
+    config.write_text(yaml.safe_dump(derived_config(webhook.url)), encoding="utf-8")
+    subprocess.run(["amtool", "check-config", str(config)], capture_output=True, check=True)
+    web, gossip = [free_port(), free_port()], [free_port(), free_port()]
+    peers = [
+        ClusterPeer(
+            f"http://127.0.0.1:{web[i]}",
+            web[i],
+            base_dir / f"am{i}",
+            config,
+            cluster_port=gossip[i],
+            peer_ports=(gossip[1 - i],),
+        )
+        for i in range(2)
+    ]
+    try:
+        for peer in peers:
+            peer.data_dir.mkdir(exist_ok=True)
+            peer.start()
+        deadline = time.monotonic() + 30
+        while not all(p.cluster_peers() == 2 for p in peers):
+            if time.monotonic() > deadline:
+                pytest.fail("the Alertmanager pair did not form a cluster within 30 s")
+            time.sleep(0.2)
+        yield peers
+    finally:
+        for peer in peers:
+            peer.stop()
+
+
+@pytest.fixture
+def alertmanager_pair(
+    tmp_path_factory: pytest.TempPathFactory, webhook_receiver: WebhookReceiver
+) -> Iterator[list[ClusterPeer]]:
+    """Two real Alertmanagers on 127.0.0.1 clustered with each other (an HA pair)."""
+    with run_alertmanager_pair(tmp_path_factory.mktemp("am-pair"), webhook_receiver) as pair:
+        yield pair
 
 
 def active_alerts(am: Alertmanager, alertname: str) -> list[dict[str, Any]]:

@@ -146,6 +146,30 @@ def test_every_alertmanager_gets_every_alert_even_when_one_is_down() -> None:
     assert am1.sent == 0 and am1.retried >= 1 and am1.dropped == 2
 
 
+def test_the_live_member_of_a_pair_keeps_its_lease_and_the_returning_one_gets_the_start() -> None:
+    # Each URL has its own queue, backoff and re-send timer: am1 being down neither delays
+    # am0's lease renewals nor loses the alert for am1, which gets the original startsAt.
+    up = threading.Event()
+
+    def handler(url: str, body: bytes, headers: Mapping[str, str]) -> HttpResponse:
+        if "am1" in url and not up.is_set():
+            raise TransportError("connection refused")
+        return HttpResponse(200)
+
+    t = MemoryTransport(handler)
+    r = am(t, urls=("http://am0:9093", "http://am1:9093"), resend_interval=0.1)
+    r.offer([note()])
+    wait_until(lambda: len(bodies(t, "am0")) >= 5 and r.endpoints[1].stats.retried >= 5)
+    assert r.endpoints[1].stats.sent == 0
+    up.set()
+    wait_until(lambda: r.endpoints[1].stats.sent >= 1)
+    r.close(time.monotonic() + 1)
+    starts = {b[0]["startsAt"] for b in bodies(t)}
+    assert starts == {bodies(t, "am0")[0][0]["startsAt"]}  # one start, to both, every time
+    assert r.endpoints[0].stats.retried == 0
+    assert r.delivery_stats().dropped == 0
+
+
 def test_5xx_and_network_errors_are_retried_with_growing_backoff() -> None:
     answers: list[HttpResponse | TransportError] = [
         TransportError("refused"),
