@@ -80,13 +80,14 @@ def _reason(exc: OSError | ssl.SSLError) -> str:
 
 def event_logger_options(cfg: KafkaConfig) -> dict[str, Any]:
     """:class:`monitor.client.EventLogger` keyword arguments for the security settings of
-    ``cfg`` (``driftwatch simulate --to`` publishes with the worker's settings file)."""
-    password = sasl_password(cfg)
+    ``cfg`` (``driftwatch simulate --to`` publishes with the worker's settings file). The
+    password is named (file or variable), not passed: the logger reads it itself."""
     return {
         "security_protocol": cfg.security_protocol,
         "sasl_mechanism": cfg.sasl_mechanism,
         "sasl_username": cfg.sasl_username,
-        "sasl_password": password.value if password is not None else None,
+        "sasl_password_file": cfg.sasl_password_file,
+        "sasl_password_env": cfg.sasl_password_env,
         "ssl_cafile": cfg.ssl_cafile,
         "ssl_certfile": cfg.ssl_certfile,
         "ssl_keyfile": cfg.ssl_keyfile,

@@ -179,6 +179,8 @@ def test_sasl_ssl_with_the_password_from_env_counts_every_simulated_event(
     secured: SecuredBroker, tmp_path: Path, workers: list[Worker], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(PASSWORD_ENV, secured.password)
+    # At level info the Kafka clients log their connections and settings: still no secret.
+    monkeypatch.setenv("DW_TEST_LOGLEVEL", "info")
     topics = Topics.fresh("sasl-env")
     cfg, port = worker_config(secured, tmp_path, topics, secured.sasl_ssl, sasl_settings(secured))
     sent = simulate_to(
@@ -193,7 +195,7 @@ def test_sasl_ssl_with_the_password_from_env_counts_every_simulated_event(
     check_worker_counts(secured, topics, w, port, 6_000, 6_000 // 250)
 
 
-def test_sasl_ssl_with_the_password_from_a_file_event_logger_and_client_check(
+def test_sasl_ssl_with_the_password_from_a_file_and_the_event_logger(
     secured: SecuredBroker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     password_file = tmp_path / "kafka-password"
@@ -226,9 +228,10 @@ def test_sasl_ssl_with_the_password_from_a_file_event_logger_and_client_check(
             "--topic", topics.predictions, "--labels-topic", topics.labels,
             "--model", "fraud", "--model-version", "v1", "--count", "5",
             "--security-protocol", "SASL_SSL", "--sasl-mechanism", "SCRAM-SHA-512",
-            "--sasl-username", SCRAM_USER, "--sasl-password-file", str(password_file),
+            "--sasl-username", SCRAM_USER, "--sasl-password-env", PASSWORD_ENV,
             "--ssl-cafile", str(secured.certs.ca),
         ],
+        env={**os.environ, PASSWORD_ENV: secured.password},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
