@@ -33,7 +33,9 @@ def sasl_password(cfg: KafkaConfig) -> Secret | None:
         return None
     if cfg.sasl_password_file:
         try:
-            return Secret(Path(cfg.sasl_password_file).read_text(encoding="utf-8").strip())
+            # Only the line end is stripped, as the EventLogger does: spaces may be part of it.
+            text = Path(cfg.sasl_password_file).read_text(encoding="utf-8")
+            return Secret(text.rstrip("\r\n"))
         except OSError as exc:
             raise ConfigError(
                 f"kafka.sasl_password_file: cannot read {cfg.sasl_password_file}: "
