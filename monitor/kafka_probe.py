@@ -58,7 +58,8 @@ def check_access(cfg: KafkaConfig) -> None:
         try:
             _check(cfg, ctx, password, sock, host, server)
             return
-        except TimeoutError:
+        except OSError:
+            # A time-out or a reset without a TLS or Kafka answer: as good as unreachable.
             continue
         finally:
             sock.close()
@@ -72,18 +73,32 @@ def _check(
     host: str,
     server: str,
 ) -> None:
-    conn: socket.socket = sock
-    if ctx is not None:
-        try:
-            conn = ctx.wrap_socket(sock, server_hostname=host)
-        except ssl.SSLCertVerificationError as exc:
-            cafile = cfg.ssl_cafile or "the system's CA certificates"
-            raise ConfigError(
-                f"kafka.ssl_cafile: the certificate of the broker at {server} is not trusted by "
-                f"{cafile}: {exc.verify_message}"
-            ) from None
-        except ssl.SSLError as exc:
-            raise ConfigError(_tls_refused(cfg, server, exc)) from None
+    if ctx is None:
+        _exchange(cfg, password, sock, server)
+        return
+    try:
+        conn = ctx.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        cafile = cfg.ssl_cafile or "the system's CA certificates"
+        raise ConfigError(
+            f"kafka.ssl_cafile: the certificate of the broker at {server} is not trusted by "
+            f"{cafile}: {exc.verify_message}"
+        ) from None
+    except ssl.SSLEOFError:
+        raise ConfigError(_not_this_protocol(cfg, server, "the TLS handshake")) from None
+    except ssl.SSLError as exc:
+        raise ConfigError(_tls_refused(cfg, server, exc)) from None
+    # The TLS socket is a new object over the same descriptor: closing ``sock`` leaves it open.
+    with conn:
+        _exchange(cfg, password, conn, server)
+
+
+def _exchange(
+    cfg: KafkaConfig,
+    password: Secret | None,
+    conn: socket.socket,
+    server: str,
+) -> None:
     try:
         if password is None:
             _request(conn, _API_VERSIONS, 0, b"")
@@ -93,18 +108,21 @@ def _check(
         # With TLS 1.3 the broker checks the client certificate after the handshake: its
         # refusal arrives as an alert on the first read.
         raise ConfigError(_tls_refused(cfg, server, exc)) from None
-    except (_RefusedError, ConnectionError) as exc:
-        if ctx is not None and password is None:
-            raise ConfigError(_tls_refused(cfg, server, exc)) from None
-        raise ConfigError(
-            f"kafka.security_protocol: the broker at {server} closed the connection during "
-            f"{cfg.security_protocol} set-up ({exc or 'no answer'}); is this a "
-            f"{cfg.security_protocol} listener?"
-        ) from None
+    except (_RefusedError, ConnectionError, struct.error):
+        raise ConfigError(_not_this_protocol(cfg, server, "set-up")) from None
 
 
-def _tls_refused(cfg: KafkaConfig, server: str, exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+def _not_this_protocol(cfg: KafkaConfig, server: str, during: str) -> str:
+    return (
+        f"kafka.security_protocol: the broker at {server} closed the connection during {during} "
+        f"without saying why; is it a {cfg.security_protocol} listener?"
+    )
+
+
+def _tls_refused(cfg: KafkaConfig, server: str, exc: ssl.SSLError) -> str:
+    reason = exc.reason or str(exc)
+    if "CERTIFICATE" not in str(reason).upper():
+        return _not_this_protocol(cfg, server, f"TLS ({reason})")
     if cfg.ssl_certfile is None:
         return (
             f"kafka.ssl_certfile: the broker at {server} refused the TLS connection ({reason}); "
@@ -126,9 +144,14 @@ def _authenticate(cfg: KafkaConfig, password: Secret, conn: socket.socket, serve
             (n,) = struct.unpack_from(">h", body, at)
             offered.append(body[at + 2 : at + 2 + n].decode(errors="replace"))
             at += 2 + n
+        if not offered:
+            raise ConfigError(
+                f"kafka.security_protocol: the broker at {server} takes no SASL there; is it a "
+                f"{cfg.security_protocol} listener?"
+            )
         raise ConfigError(
             f"kafka.sasl_mechanism: the broker at {server} does not enable {mechanism} "
-            f"(it offers {', '.join(offered) or 'none'})"
+            f"(it offers {', '.join(offered)})"
         )
     if error:
         raise _RefusedError(f"SASL handshake error code {error}")

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from monitor.client import EventLogger
+from monitor.config import ConfigError, KafkaConfig
+from monitor.kafka_probe import check_access
 from tests.kafka_broker import free_ports, stop_broker
 from tests.kafka_secured import SCRAM_USER, SecuredBroker, start_secured_broker
 from tests.worker_proc import Topics, Worker, committed
@@ -301,3 +303,59 @@ def test_refused_credentials_end_the_worker_naming_the_setting(
     assert sent.stderr.strip().splitlines()[-1].startswith(f"driftwatch: simulate --to: {setting}")
     for secret in (wrong, *secrets_of(secured)):
         assert secret not in sent.stdout + sent.stderr
+
+
+def test_a_mechanism_the_listener_does_not_enable_is_named(
+    secured: SecuredBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, secured.password)
+    cfg = KafkaConfig.model_validate(
+        {
+            "bootstrap_servers": secured.sasl_ssl,
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-256",
+            "sasl_username": SCRAM_USER,
+            "sasl_password_env": PASSWORD_ENV,
+            "ssl_cafile": str(secured.certs.ca),
+        }
+    )
+    with pytest.raises(ConfigError) as err:
+        check_access(cfg)
+    assert str(err.value) == (
+        f"kafka.sasl_mechanism: the broker at {secured.sasl_ssl} does not enable SCRAM-SHA-256 "
+        "(it offers SCRAM-SHA-512)"
+    )
+    check_access(cfg.model_copy(update={"sasl_mechanism": "SCRAM-SHA-512"}))  # accepted
+
+
+def test_a_listener_of_another_protocol_is_named(
+    secured: SecuredBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, secured.password)
+    tls = KafkaConfig.model_validate(
+        {
+            "bootstrap_servers": secured.plaintext,
+            "security_protocol": "SSL",
+            "ssl_cafile": str(secured.certs.ca),
+        }
+    )
+    with pytest.raises(ConfigError, match=r"^kafka\.security_protocol: .* SSL listener\?$"):
+        check_access(tls)
+    sasl_on_mtls = KafkaConfig.model_validate(
+        {
+            "bootstrap_servers": secured.mtls,
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": SCRAM_USER,
+            "sasl_password_env": PASSWORD_ENV,
+            "ssl_cafile": str(secured.certs.ca),
+            "ssl_certfile": str(secured.certs.client_cert),
+            "ssl_keyfile": str(secured.certs.client_key),
+        }
+    )
+    with pytest.raises(ConfigError) as err:
+        check_access(sasl_on_mtls)
+    assert str(err.value) == (
+        f"kafka.security_protocol: the broker at {secured.mtls} takes no SASL there; is it a "
+        "SASL_SSL listener?"
+    )
