@@ -2,7 +2,8 @@
 SCRAM-SHA-512 and over mutual TLS, against one broker for the module (tests/kafka_secured.py).
 
 Events go in through a secured listener and the worker, reading through a secured listener,
-counts every one and commits its offsets to the end. Refused credentials or certificates end
+counts every one exactly once and commits its offsets (to within ``max_unacked_messages`` of
+the end). Refused credentials or certificates end
 the worker at once with exit status 2 and one line naming the setting. No secret shows in any
 output or metric.
 """
