@@ -56,16 +56,25 @@ def _simulate(args: argparse.Namespace) -> int:
         with open(args.truth, "wb") as fh:
             fh.write(orjson.dumps(sim.truth(), option=orjson.OPT_INDENT_2) + b"\n")
     if args.to:
-        from monitor.scenarios.publish import PublishError, publish
+        from monitor.kafka_probe import check_access
+        from monitor.kafka_security import event_logger_options
+        from monitor.scenarios.publish import PublishError, parse_kafka_url, publish
 
-        topics = load_settings(args.config).topics
+        settings = load_settings(args.config)
+        topics = settings.topics
         try:
+            # The brokers come from the URL, the security settings from the kafka section.
+            kafka = settings.kafka.model_copy(
+                update={"bootstrap_servers": parse_kafka_url(args.to)[0]}
+            )
+            check_access(kafka)
             sent = publish(
                 sim,
                 args.to,
                 args.batch,
                 labels_topic=topics.labels,
                 features_topic=topics.features,
+                **event_logger_options(kafka),
             )
         except ValueError as exc:
             raise ConfigError(f"simulate --to: {exc}") from exc
@@ -217,8 +226,12 @@ def _run(args: argparse.Namespace) -> int:
     from monitor.http_server import Observability
 
     settings = _observability_settings(settings, args)
+    from monitor.kafka_probe import check_access
     from monitor.topics import ensure_topics
 
+    # Refused credentials or certificates end the worker here, naming the setting; the Kafka
+    # clients would retry them for ever like an unreachable broker.
+    check_access(settings.kafka)
     partitions = ensure_topics(settings)
     settings = settings.model_copy(
         update={"kafka": settings.kafka.model_copy(update={"partitions": partitions})}
@@ -328,7 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--to",
         help="publish to Kafka: kafka://HOST:PORT/TOPIC (labels to topics.labels of --config)",
     )
-    p.add_argument("--config", help="settings (YAML) naming the labels topic for --to")
+    p.add_argument(
+        "--config",
+        help="settings (YAML): the labels and features topics for --to, and the kafka "
+        "section's security settings (security_protocol, sasl_*, ssl_*)",
+    )
     p.add_argument(
         "--batch", type=int, default=500, help="events per Kafka message (1: no envelope)"
     )

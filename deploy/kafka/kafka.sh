@@ -14,6 +14,10 @@
 #   KAFKA_HEAP             maximum Java heap, e.g. 512m or 1g       (default 512m)
 #   KAFKA_JVM_OPTS         extra JVM options                        (default none)
 #   KAFKA_CLUSTER_ID       cluster id for formatting a new data dir (default random)
+#   KAFKA_EXTRA_CONFIG     file of properties appended to the generated server.properties;
+#                          a key given there overrides the template's (e.g. more listeners)
+#   KAFKA_FORMAT_ARGS      extra arguments for formatting a new data dir, split at spaces,
+#                          e.g. --add-scram SCRAM-SHA-512=[name=alice,password=...]
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to be up  (default 60)
 #   KAFKA_STOP_TIMEOUT     seconds after SIGTERM before SIGKILL     (default 20)
 #   JAVA_HOME, MVN         Java installation, Maven command         (default java, mvn on PATH)
@@ -44,6 +48,8 @@ KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-$REPO_ROOT/.run/kafka}"
 KAFKA_HEAP="${KAFKA_HEAP:-512m}"
 KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
+KAFKA_EXTRA_CONFIG="${KAFKA_EXTRA_CONFIG:-}"
+KAFKA_FORMAT_ARGS="${KAFKA_FORMAT_ARGS:-}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-20}"
 MVN="${MVN:-mvn}"
@@ -88,7 +94,7 @@ running_pid() {
 # The client port the running broker was configured with (from the generated config).
 configured_port() {
     sed -n 's|^advertised\.listeners=PLAINTEXT://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$PROPS_FILE" \
-        2>/dev/null || true
+        2>/dev/null | head -n 1 || true
 }
 
 # Populate deploy/kafka/.cache/libs-<line> from Maven Central once; refetch when pom.xml changes.
@@ -143,6 +149,12 @@ write_configs() {
         line="${line//@KAFKA_LOG_DIRS@/$LOG_DIRS}"
         printf '%s\n' "$line" >>"$PROPS_FILE.tmp"
     done <"$TEMPLATE"
+    if [[ -n "$KAFKA_EXTRA_CONFIG" ]]; then
+        # Java reads the last value of a repeated key: these lines override the template's.
+        [[ -r "$KAFKA_EXTRA_CONFIG" ]] || die "KAFKA_EXTRA_CONFIG: cannot read $KAFKA_EXTRA_CONFIG"
+        printf '\n# From KAFKA_EXTRA_CONFIG (%s)\n' "$KAFKA_EXTRA_CONFIG" >>"$PROPS_FILE.tmp"
+        cat "$KAFKA_EXTRA_CONFIG" >>"$PROPS_FILE.tmp"
+    fi
     mv "$PROPS_FILE.tmp" "$PROPS_FILE"
 
     if [[ "$KAFKA_LINE" == 4 ]]; then
@@ -223,9 +235,13 @@ format_storage() {
     if [[ -z "$cluster_id" ]]; then
         cluster_id="$(storage_tool random-uuid)" || die "kafka.tools.StorageTool random-uuid failed"
     fi
+    local -a extra=()
+    if [[ -n "$KAFKA_FORMAT_ARGS" ]]; then
+        read -r -a extra <<<"$KAFKA_FORMAT_ARGS"
+    fi
     log "formatting $LOG_DIRS (cluster id $cluster_id)"
     storage_tool format --config "$PROPS_FILE" --cluster-id "$cluster_id" --ignore-formatted \
-        >>"$LOG_FILE" 2>&1 || die "formatting storage failed; see $LOG_FILE"
+        "${extra[@]}" >>"$LOG_FILE" 2>&1 || die "formatting storage failed; see $LOG_FILE"
 }
 
 cmd_start() {

@@ -5,8 +5,9 @@ prediction events (and a label for each with ``--label``) through a real
 :class:`~monitor.client.EventLogger`, waits up to ``--timeout`` seconds for Kafka to
 acknowledge them, prints one JSON line with the event ids and the logger's counters, and exits
 0 when every event was delivered, 1 when not (the counters' ``last_error`` says why) and 2 on a
-usage error. The SASL password comes from ``--sasl-password-file`` or
-``$DRIFTWATCH_KAFKA_SASL_PASSWORD``, never from the command line.
+usage error. The SASL password comes from ``--sasl-password-file`` or the environment variable
+named by ``--sasl-password-env`` (``DRIFTWATCH_KAFKA_SASL_PASSWORD``), never from the command
+line.
 """
 
 from __future__ import annotations
@@ -60,7 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--sasl-password-file",
         default=None,
-        help=f"file holding the SASL password (else ${PASSWORD_ENV})",
+        help="file holding the SASL password (else the variable --sasl-password-env names)",
+    )
+    add(
+        "--sasl-password-env",
+        default=PASSWORD_ENV,
+        help="environment variable holding the SASL password (default: %(default)s)",
     )
     add("--ssl-cafile", default=None, help="CA bundle (PEM) to verify the brokers")
     add("--ssl-certfile", default=None, help="client certificate (PEM)")
@@ -92,6 +98,7 @@ def main(
             sasl_mechanism=args.sasl_mechanism,
             sasl_username=args.sasl_username,
             sasl_password_file=args.sasl_password_file,
+            sasl_password_env=args.sasl_password_env,
             ssl_cafile=args.ssl_cafile,
             ssl_certfile=args.ssl_certfile,
             ssl_keyfile=args.ssl_keyfile,

@@ -100,10 +100,11 @@ class EventLogger(Sender):
         Upper bound on one envelope's size; keep it under the broker's ``message.max.bytes``.
     security_protocol
         ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
-    sasl_mechanism, sasl_username, sasl_password, sasl_password_file
+    sasl_mechanism, sasl_username, sasl_password, sasl_password_file, sasl_password_env
         SASL credentials (``PLAIN``, ``SCRAM-SHA-256``, ``SCRAM-SHA-512``, ...). The password
         comes from ``sasl_password``, else from the file ``sasl_password_file`` (trailing
-        newline stripped), else from the environment variable ``DRIFTWATCH_KAFKA_SASL_PASSWORD``.
+        newline stripped), else from the environment variable named ``sasl_password_env``
+        (``DRIFTWATCH_KAFKA_SASL_PASSWORD``), as the worker's ``kafka`` settings name them.
         It is never logged and never shown by ``repr``.
     ssl_cafile, ssl_certfile, ssl_keyfile
         TLS: CA bundle to verify the brokers, client certificate and key (PEM).
@@ -163,6 +164,7 @@ class EventLogger(Sender):
         sasl_username: str | None = None,
         sasl_password: str | None = None,
         sasl_password_file: str | os.PathLike[str] | None = None,
+        sasl_password_env: str = PASSWORD_ENV,
         ssl_cafile: str | None = None,
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
@@ -226,13 +228,15 @@ class EventLogger(Sender):
             raise ValueError(f"security_protocol {security_protocol} needs a sasl_mechanism")
         self.sasl_mechanism = sasl_mechanism
         self.sasl_username = sasl_username
-        self._sasl_password = read_password(sasl_mechanism, sasl_password, sasl_password_file)
+        self._sasl_password = read_password(
+            sasl_mechanism, sasl_password, sasl_password_file, sasl_password_env
+        )
         if sasl_mechanism in PASSWORD_MECHANISMS and (
             not sasl_username or self._sasl_password is None
         ):
             raise ValueError(
                 f"sasl_mechanism {sasl_mechanism} needs sasl_username and a password "
-                f"(sasl_password, sasl_password_file or ${PASSWORD_ENV})"
+                f"(sasl_password, sasl_password_file or ${sasl_password_env})"
             )
         self.ssl_cafile = ssl_cafile
         self.ssl_certfile = ssl_certfile

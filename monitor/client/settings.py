@@ -69,9 +69,13 @@ def topic_name(name: str, value: object) -> str:
 
 
 def read_password(
-    mechanism: str | None, password: str | None, password_file: str | os.PathLike[str] | None
+    mechanism: str | None,
+    password: str | None,
+    password_file: str | os.PathLike[str] | None,
+    password_env: str = PASSWORD_ENV,
 ) -> Secret | None:
-    """The SASL password: given, else read from ``password_file``, else from ``$PASSWORD_ENV``."""
+    """The SASL password: given, else read from ``password_file``, else from the environment
+    variable ``password_env`` (``$DRIFTWATCH_KAFKA_SASL_PASSWORD`` by default)."""
     if password is not None and password_file is not None:
         raise ValueError("give sasl_password or sasl_password_file, not both")
     if password is not None:
@@ -84,6 +88,6 @@ def read_password(
             raise ValueError(
                 f"sasl_password_file: cannot read {os.fspath(password_file)!r}: {exc.strerror}"
             ) from exc
-    if mechanism in PASSWORD_MECHANISMS and PASSWORD_ENV in os.environ:
-        return Secret(os.environ[PASSWORD_ENV])
+    if mechanism in PASSWORD_MECHANISMS and password_env in os.environ:
+        return Secret(os.environ[password_env])
     return None
