@@ -16,7 +16,6 @@ The broker's key store and trust store are PEM files (``ssl.keystore.type=PEM``)
 from __future__ import annotations
 
 import secrets
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tests.kafka_broker import (
     run_script,
     script_env,
 )
+from tests.tls_certs import make_ca, make_signed
 
 SCRAM_USER = "alice"
 
@@ -61,48 +61,18 @@ class SecuredBroker:
         return self.broker.bootstrap
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(
-        ["openssl", *args], cwd=cwd, check=True, capture_output=True, text=True, timeout=60
-    )
-
-
-def _ca(name: str, cwd: Path) -> None:
-    _openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
-        "-subj", f"/CN=driftwatch test {name}",
-        cwd=cwd,
-    )  # fmt: skip
-
-
-def _signed(name: str, ca: str, subject: str, ext: str, cwd: Path) -> None:
-    _openssl(
-        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject,
-        cwd=cwd,
-    )  # fmt: skip
-    (cwd / f"{name}.ext").write_text(ext, encoding="utf-8")
-    _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-        "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext",
-        cwd=cwd,
-    )  # fmt: skip
-
-
 def make_certificates(directory: Path) -> Certificates:
     """A CA, a broker and a client certificate signed by it, and a second, unrelated CA."""
-    directory.mkdir(parents=True, exist_ok=True)
-    _ca("ca", directory)
-    _ca("other-ca", directory)
-    _signed(
+    make_ca(directory, "ca")
+    make_ca(directory, "other-ca")
+    make_signed(
+        directory,
         "broker",
         "ca",
         "/CN=localhost",
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        directory,
     )
-    _signed("client", "ca", "/CN=driftwatch-worker", "extendedKeyUsage=clientAuth\n", directory)
+    make_signed(directory, "client", "ca", "/CN=driftwatch-worker", "extendedKeyUsage=clientAuth\n")
     return Certificates(
         ca=directory / "ca.pem",
         other_ca=directory / "other-ca.pem",

@@ -1,5 +1,6 @@
-"""A throwaway certificate authority and a server certificate for 127.0.0.1, made by ``openssl``
-(the command-line tool, as an operator would), for tests of TLS endpoints."""
+"""Throwaway certificate authorities and certificates they signed, made by ``openssl`` (the
+command-line tool, as an operator would), for tests of TLS endpoints: the HTTP server
+(:func:`make_certs`) and the secured Kafka broker (``tests/kafka_secured.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+#: An unencrypted EC P-256 key for each new certificate.
+EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
 
 
 @dataclass(frozen=True)
@@ -27,30 +31,45 @@ def _openssl(*args: str, cwd: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def make_certs(directory: Path, ip: str = "127.0.0.1") -> Certs:
-    """A CA (EC P-256, one day) and a server certificate it signed, for ``ip`` (as the subject
-    alternative name, which clients check, and the common name)."""
-    d = directory
-    d.mkdir(parents=True, exist_ok=True)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+def make_ca(directory: Path, name: str) -> Path:
+    """A CA valid for two days: ``<name>.pem`` and ``<name>.key`` in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
     _openssl(
-        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
-        "-subj", "/CN=driftwatch test CA",
+        "req", "-x509", *EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
+        "-subj", f"/CN=driftwatch test {name}",
         "-addext", "basicConstraints=critical,CA:TRUE",
         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=d,
+        cwd=directory,
     )  # fmt: skip
+    return directory / f"{name}.pem"
+
+
+def make_signed(directory: Path, name: str, ca: str, subject: str, ext: str) -> Path:
+    """A certificate ``<name>.pem`` (key ``<name>.key``) for ``subject``, signed by the CA
+    ``ca`` of :func:`make_ca`, with the X.509 extensions ``ext`` (``openssl -extfile`` lines)."""
     _openssl(
-        "req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={ip}",
-        cwd=d,
+        "req", "-new", *EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject,
+        cwd=directory,
     )  # fmt: skip
-    (d / "server.ext").write_text(
+    (directory / f"{name}.ext").write_text(ext, encoding="utf-8")
+    _openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+        "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext",
+        cwd=directory,
+    )  # fmt: skip
+    return directory / f"{name}.pem"
+
+
+def make_certs(directory: Path, ip: str = "127.0.0.1") -> Certs:
+    """A CA and a server certificate it signed, for ``ip`` (as the subject alternative name,
+    which clients check, and the common name)."""
+    make_ca(directory, "ca")
+    make_signed(
+        directory,
+        "server",
+        "ca",
+        f"/CN={ip}",
         f"subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
     )
-    _openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "server.ext",
-        cwd=d,
-    )  # fmt: skip
-    return Certs(d / "ca.pem", d / "server.pem", d / "server.key")
+    return Certs(directory / "ca.pem", directory / "server.pem", directory / "server.key")
