@@ -6,17 +6,15 @@ and the worker started again, with no new input, has it back in Alertmanager wit
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from monitor.scenarios.simulate import generate
 from tests.alertmanager_server import Alertmanager, active_alerts
 from tests.kafka_broker import KafkaBroker
-from tests.worker_proc import Topics, Worker, envelopes, produce, wait_committed
+from tests.worker_proc import Topics, Worker, envelopes, produce, until, wait_committed
 
 pytestmark = pytest.mark.kafka
 
@@ -29,16 +27,6 @@ def workers() -> Iterator[list[Worker]]:
     yield started
     for w in started:
         w.stop()
-
-
-def wait(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def test_a_firing_alert_is_back_in_alertmanager_after_kill_9_and_restart(
@@ -60,7 +48,7 @@ def test_a_firing_alert_is_back_in_alertmanager_after_kill_9_and_restart(
     first = Worker(cfg, tmp_path, "first").start()
     workers.append(first)
     first.wait_for(lambda s: s.get("alerts", {}).get("FeatureDrift/firing", 0) >= 1)
-    (fired,) = wait(
+    (fired,) = until(
         lambda: active_alerts(alertmanager, "FeatureDrift"), 30, "the alert in Alertmanager"
     )
     # 30,000 events end a window: everything is checkpointed and committed; the restarted
@@ -69,7 +57,7 @@ def test_a_firing_alert_is_back_in_alertmanager_after_kill_9_and_restart(
     first.kill()
 
     # Nobody re-sends it: Alertmanager lets it expire at the end of its lease.
-    wait(
+    until(
         lambda: not active_alerts(alertmanager, "FeatureDrift"),
         8 * RESEND + 10,
         "the alert to expire",
@@ -78,7 +66,7 @@ def test_a_firing_alert_is_back_in_alertmanager_after_kill_9_and_restart(
     second = Worker(cfg, tmp_path, "second").start()
     workers.append(second)
     second.wait_for(lambda s: "messages" in s)  # started: partitions assigned, recovered
-    (back,) = wait(
+    (back,) = until(
         lambda: active_alerts(alertmanager, "FeatureDrift"),
         RESEND + 10,
         "the alert back in Alertmanager",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -207,3 +208,15 @@ def wait_committed(
         time.sleep(0.5)
         found = committed(bootstrap, group, topic, partition)
     return found
+
+
+def until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
+    """Poll ``check`` every ``every`` seconds until it returns something true, and return
+    that; fail the test naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    pytest.fail(f"timed out waiting for {what}")

@@ -8,6 +8,7 @@ so the restarted member learns the alert from driftwatch's re-sends alone."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -23,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.scenarios.simulate import generate
 from tests.alertmanager_server import ClusterPeer, active_alerts, free_port
 from tests.kafka_broker import KafkaBroker
-from tests.worker_proc import Topics, Worker, envelopes, produce
+from tests.worker_proc import Topics, Worker, envelopes, produce, until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
@@ -67,16 +68,6 @@ def amtool_alerts(am: ClusterPeer) -> list[dict[str, Any]]:
     return list(json.loads(out.stdout))
 
 
-def until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def test_one_member_of_the_pair_down_60_s(
     kafka_broker: KafkaBroker, alertmanager_pair: list[ClusterPeer], tmp_path: Path
 ) -> None:
@@ -102,7 +93,7 @@ def test_one_member_of_the_pair_down_60_s(
         w.wait_for(lambda s: "messages" in s)
         produce(kafka_broker.bootstrap, topics.predictions, envelopes(lines[:FIRST], 250))
         fired = {
-            am.url: until(lambda am=am: active_alerts(am, "FeatureDrift"), 180, "the alert")
+            am.url: until(functools.partial(active_alerts, am, "FeatureDrift"), 180, "the alert")
             for am in (down, survivor)
         }
         ((first,), (second,)) = fired.values()

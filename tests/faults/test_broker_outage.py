@@ -18,7 +18,7 @@ import pytest
 
 from monitor.scenarios.simulate import generate
 from tests.kafka_broker import KafkaBroker, free_ports, start_broker, stop_broker
-from tests.worker_proc import Topics, Worker, envelopes, produce
+from tests.worker_proc import Topics, Worker, envelopes, produce, until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
@@ -42,15 +42,6 @@ def readyz(port: int) -> int:
             return int(r.status)
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-def until(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def test_broker_killed_for_20_s_under_load(brokers: list[KafkaBroker], tmp_path: Path) -> None:
