@@ -25,11 +25,11 @@ import orjson
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from faust.exceptions import ProducerSendError
 from faust.streams import _current_event  # the ContextVar behind faust.current_event()
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode import Service
 
 from alerting.sinks import AlertSink
 from detectors.profile import ReferenceProfile
+from monitor import faust_fixes
 from monitor.broker_watch import BrokerWatch, install_repeat_filter
 from monitor.config import Settings
 from monitor.dead_letters import DeadLetterTooLargeError
@@ -175,36 +175,12 @@ def _enter(event: Any) -> None:
     _current_event.set(weakref.ref(event))
 
 
-#: Attribute of a Faust app holding the ``fetch_max_wait_ms`` its worker consumer should use.
-FETCH_WAIT_ATTR = "driftwatch_fetch_max_wait_ms"
+#: Seconds between looks at whether a rebalance is over, while input waits for it.
+SETTLE_POLL_S = 0.05
 #: Seconds between probes of the bootstrap servers while no input arrives (``/readyz``).
 PROBE_EVERY = 5
 #: Attribute of a Faust app holding its :class:`RecoveryWatchdog`.
 WATCHDOG_ATTR = "driftwatch_recovery_watchdog"
-
-
-def _install_fetch_wait() -> None:
-    """Let an app choose its worker consumer's ``fetch_max_wait_ms`` (see ``KafkaConfig``).
-
-    Faust (0.15) builds the worker's aiokafka consumer with ``fetch_max_wait_ms=1500`` and no
-    setting for it. This wraps that factory once per process; the wrapper applies the value an
-    app carries in :data:`FETCH_WAIT_ATTR`, before the consumer starts (aiokafka hands it to
-    its fetcher in ``start``). Apps without the attribute keep Faust's value.
-    """
-    cls = AIOKafkaConsumerThread
-    original = cls._create_worker_consumer
-    if getattr(original, "_driftwatch", False):
-        return
-
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        wait = getattr(self.app, FETCH_WAIT_ATTR, None)
-        if wait is not None:
-            consumer._fetch_max_wait_ms = int(wait)
-        return consumer
-
-    create_worker_consumer._driftwatch = True  # type: ignore[attr-defined]
-    cls._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
 def _broker_url(bootstrap: str) -> list[str]:
@@ -256,8 +232,8 @@ def build_app(
         broker_commit_interval=1.0,
         loghandlers=[],
     )
-    _install_fetch_wait()
-    setattr(app, FETCH_WAIT_ATTR, k.fetch_max_wait_ms)
+    faust_fixes.install()
+    setattr(app, faust_fixes.FETCH_WAIT_ATTR, k.fetch_max_wait_ms)
     table = CheckpointTable(
         app.Table(
             "checkpoints",
@@ -313,11 +289,22 @@ def build_app(
             async for _ in manual:
                 event = manual.current_event
                 if event is not None and adapter.add(event.message, event.value, event.ack, event):
+                    await settled()
                     await adapter.flush()
         finally:
             # A graceful stop: everything processed is checkpointed and acknowledged before
-            # Faust's final commit, so a restart reads nothing twice.
-            await adapter.drain()
+            # Faust's final commit, so a restart reads nothing twice. Not in the middle of a
+            # rebalance: the buffered input is read again from the committed offsets.
+            if not app.rebalancing:
+                await adapter.drain()
+
+    async def settled() -> None:
+        # Faust may hand on input of newly assigned partitions before their recovery is over
+        # (the table may not hold their checkpoints yet) and before it seeks them back to
+        # the committed offsets. Such input waits in the buffer until the rebalance is over;
+        # whatever the seek re-reads is then recognised as delivered again.
+        while app.rebalancing:
+            await asyncio.sleep(SETTLE_POLL_S)
 
     inputs = (t.predictions, t.features, t.labels)
 
@@ -356,7 +343,7 @@ def build_app(
 
     @app.timer(BATCH_SECONDS)  # type: ignore[untyped-decorator]
     async def flush_batch() -> None:
-        if adapter.stale():
+        if adapter.stale() and not app.rebalancing:
             await adapter.flush()
 
     brokers = BrokerWatch(k.bootstrap_servers, k.unready_after)

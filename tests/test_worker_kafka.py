@@ -226,15 +226,14 @@ def test_kill_9_keeps_a_stray_versions_collected_events_and_commits(
         committed(kafka_broker.bootstrap, topics.group, topics.predictions) >= end - 100
     )  # past the canary's offsets 0-2
     first.kill()
-
-    second = Worker(cfg, tmp_path, "second").start()
-    workers.append(second)
-    # Produced once the restarted worker has its partition: with the messages produced
-    # before it started, one of them was once in about eight runs never processed (see
-    # docs/OPERATIONS.md, known issues; under investigation).
-    second.wait_for(lambda s: "messages" in s)
+    # Produced before the restart: the new worker joins while the killed one is still in the
+    # group and finds input at once. Faust then handed on input before its recovery and seek,
+    # and cleared or dropped some of what the seek re-read (monitor/faust_fixes.py): one to 29
+    # messages lost in about one run in five on a loaded machine.
     second_part = [(b"fraud", c) for c in canary[3:]] + list(envelopes(lines[20_000:], 50))
     produce(kafka_broker.bootstrap, topics.predictions, second_part)
+    second = Worker(cfg, tmp_path, "second").start()
+    workers.append(second)
     st = second.wait_for(
         lambda s: (
             s.get("events_by_stream", {}).get("fraud/v1", 0) >= len(lines)
