@@ -45,13 +45,14 @@ Related upstream reports: faust-streaming/faust#216, #221 (events skipped around
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode.utils.queues import FlowControlEvent
+
+from monitor.patching import wrap, wrapped
 
 #: Attribute of a Faust app holding the ``fetch_max_wait_ms`` its worker consumer should use.
 FETCH_WAIT_ATTR = "driftwatch_fetch_max_wait_ms"
@@ -111,23 +112,15 @@ class ReadOffsets(defaultdict[Any, int | None]):
 
 def install() -> None:
     """Install the corrections (see the module docstring); idempotent."""
-    if getattr(Consumer.ack, _MARK, False):
+    if wrapped(Consumer.ack, _MARK):
         return
-    _wrap(Consumer, "__init__", _with_read_offsets)
-    _wrap(Consumer, "_drain_messages", _draining)
-    _wrap(Consumer, "_wait_next_records", _batch_requested)
-    _wrap(Consumer, "_add_gap", _gaps_of_fresh_batches)
-    _wrap(Consumer, "ack", _tracked_only)
-    _wrap(FlowControlEvent, "resume", _resume_once)
-    _wrap(AIOKafkaConsumerThread, "_create_worker_consumer", _fetch_wait)
-
-
-def _wrap(cls: type, name: str, wrapper: Callable[[Any], Any]) -> None:
-    original = getattr(cls, name)
-    replacement = wrapper(original)
-    setattr(replacement, _MARK, True)
-    replacement.__wrapped__ = original  # what the tests compare with
-    setattr(cls, name, replacement)
+    wrap(Consumer, "__init__", _with_read_offsets, _MARK)
+    wrap(Consumer, "_drain_messages", _draining, _MARK)
+    wrap(Consumer, "_wait_next_records", _batch_requested, _MARK)
+    wrap(Consumer, "_add_gap", _gaps_of_fresh_batches, _MARK)
+    wrap(Consumer, "ack", _tracked_only, _MARK)
+    wrap(FlowControlEvent, "resume", _resume_once, _MARK)
+    wrap(AIOKafkaConsumerThread, "_create_worker_consumer", _fetch_wait, _MARK)
 
 
 def _with_read_offsets(original: Any) -> Any:

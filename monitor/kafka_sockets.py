@@ -28,30 +28,25 @@ idempotent, and every driftwatch module that builds kafka-python clients calls i
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 from typing import Any
 
 from kafka.net.compat import KafkaNetClient
 from kafka.net.inet import KafkaNetSocket
 from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
 
+from monitor.patching import wrap, wrapped
+
 _MARK = "_driftwatch_releases_sockets"
 
 
 def release_kafka_sockets() -> None:
     """Make kafka-python close the socket of every failed, aborted or abandoned connection."""
-    if getattr(KafkaNetClient.close, _MARK, False):
+    if wrapped(KafkaNetClient.close, _MARK):
         return
-    _wrap(KafkaNetSocket, "sock_connect", _closing_failed_connect)
-    _wrap(KafkaSSLTransport, "handshake", _aborting_failed_handshake)
-    _wrap(KafkaTCPTransport, "abort", _abort_closes_pending_close)
-    _wrap(KafkaNetClient, "close", _close_leftover_sockets)
-
-
-def _wrap(cls: type, name: str, wrapper: Callable[[Any], Any]) -> None:
-    replacement = wrapper(getattr(cls, name))
-    setattr(replacement, _MARK, True)
-    setattr(cls, name, replacement)
+    wrap(KafkaNetSocket, "sock_connect", _closing_failed_connect, _MARK)
+    wrap(KafkaSSLTransport, "handshake", _aborting_failed_handshake, _MARK)
+    wrap(KafkaTCPTransport, "abort", _abort_closes_pending_close, _MARK)
+    wrap(KafkaNetClient, "close", _close_leftover_sockets, _MARK)
 
 
 def _closing_failed_connect(original: Any) -> Any:
