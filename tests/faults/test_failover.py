@@ -6,7 +6,6 @@ event of the moved model version exactly once when input goes on."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,7 +38,6 @@ def test_the_survivor_takes_over_partitions_and_alerts(
     kafka_broker: KafkaBroker,
     alertmanager: Alertmanager,
     tmp_path: Path,
-    record_property: Callable[[str, object], None],
 ) -> None:
     fraud = list(generate("abrupt-shift", 40_000, 8).lines())
     churn = [
@@ -85,9 +83,8 @@ def test_the_survivor_takes_over_partitions_and_alerts(
         # The survivor gets partition 0 once the group notices (session timeout) and
         # processes its input.
         survivor.wait_for(lambda s: "fraud/v1" in s.get("events_by_stream", {}), SESSION_S + 15)
-        # Reported, not asserted beyond the bound above (docs/OPERATIONS.md quotes it).
-        record_property("failover_seconds", round(time.monotonic() - killed, 1))
-        record_property("session_timeout_seconds", SESSION_S)
+        # Reported (pytest -s), not asserted beyond the bound above; the README quotes it.
+        print(f"failover: {time.monotonic() - killed:.1f} s, session timeout {SESSION_S} s")
         # Past the dead worker's lease, the alert is still there: the survivor re-sent it.
         time.sleep(max(0.0, killed + 4 * RESEND + 3 - time.monotonic()))
         (kept,) = active_alerts(alertmanager, "FeatureDrift")
