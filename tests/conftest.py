@@ -1,9 +1,15 @@
-"""Shared fixtures: the real Kafka broker plugin. The tests' own kafka-python clients close the
-sockets of failed connection attempts, as driftwatch's do (monitor/kafka_sockets.py)."""
+"""Shared fixtures: the real Kafka broker, Alertmanager and worker plugins. The tests' own
+kafka-python clients close the sockets of failed connection attempts, as driftwatch's do
+(monitor/kafka_sockets.py)."""
 
 import warnings
 
-pytest_plugins = ["tests.kafka_broker", "tests.accel_impls", "tests.alertmanager_server"]
+pytest_plugins = [
+    "tests.kafka_broker",
+    "tests.accel_impls",
+    "tests.alertmanager_server",
+    "tests.worker_proc",
+]
 
 with warnings.catch_warnings():
     # kafka-python 3.0.12 loads its protocol schemas with importlib.resources.open_text
