@@ -4,11 +4,13 @@ kafka-python clients close the sockets of failed connection attempts, as driftwa
 
 import warnings
 
+# tests.worker_proc before tests.alertmanager_server, which imports it: pytest rewrites the
+# asserts of a plugin only if it registers it before anything imports it.
 pytest_plugins = [
     "tests.kafka_broker",
     "tests.accel_impls",
-    "tests.alertmanager_server",
     "tests.worker_proc",
+    "tests.alertmanager_server",
 ]
 
 with warnings.catch_warnings():
