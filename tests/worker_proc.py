@@ -187,16 +187,18 @@ class Worker:
         self._logf.close()  # also when the worker exited by itself
 
 
-def terminate(proc: subprocess.Popen[bytes]) -> None:
+def terminate(proc: subprocess.Popen[bytes], group: bool = False) -> None:
     """Stop a test's subprocess by its PID: SIGTERM, and SIGKILL if it is still running after
-    10 s. Nothing to do when it has already exited."""
+    10 s. Nothing to do when it has already exited. With ``group``, the signals go to its
+    process group (a process started with ``start_new_session=True`` and its children)."""
     if proc.poll() is not None:
         return
-    os.kill(proc.pid, signal.SIGTERM)
+    send = os.killpg if group else os.kill
+    send(proc.pid, signal.SIGTERM)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
+        send(proc.pid, signal.SIGKILL)
         proc.wait(10)
 
 
