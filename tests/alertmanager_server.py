@@ -38,6 +38,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.worker_proc import terminate
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AM_SH = REPO_ROOT / "deploy" / "alertmanager" / "am.sh"
 AM_CONFIG = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
@@ -290,14 +292,8 @@ class ClusterPeer(Alertmanager):
 
     def stop(self) -> None:
         """SIGTERM by PID (SIGKILL after 10 s)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        if self.proc is not None:
+            terminate(self.proc)
 
     def cluster_peers(self) -> int:
         """How many members (itself included) this Alertmanager sees in its cluster."""

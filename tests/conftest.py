@@ -1,9 +1,17 @@
-"""Shared fixtures: the real Kafka broker plugin. The tests' own kafka-python clients close the
-sockets of failed connection attempts, as driftwatch's do (monitor/kafka_sockets.py)."""
+"""Shared fixtures: the real Kafka broker, Alertmanager and worker plugins. The tests' own
+kafka-python clients close the sockets of failed connection attempts, as driftwatch's do
+(monitor/kafka_sockets.py)."""
 
 import warnings
 
-pytest_plugins = ["tests.kafka_broker", "tests.accel_impls", "tests.alertmanager_server"]
+# tests.worker_proc before tests.alertmanager_server, which imports it: pytest rewrites the
+# asserts of a plugin only if it registers it before anything imports it.
+pytest_plugins = [
+    "tests.kafka_broker",
+    "tests.accel_impls",
+    "tests.worker_proc",
+    "tests.alertmanager_server",
+]
 
 with warnings.catch_warnings():
     # kafka-python 3.0.12 loads its protocol schemas with importlib.resources.open_text

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -26,14 +25,6 @@ pytestmark = pytest.mark.kafka
 EVENTS = 40_000
 PER_MESSAGE = 250
 ROGUE_VERSIONS = 10_000
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def _event(line: bytes, **changes: object) -> bytes:

@@ -14,13 +14,10 @@ server certificate for 127.0.0.1). Then:
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,32 +28,13 @@ import pytest
 
 from monitor.scenarios.simulate import generate
 from tests.kafka_broker import free_ports
+from tests.prometheus_server import Prom, query, run_prometheus, targets
 from tests.tls_certs import Certs, make_certs
 from tests.webdriver import RESPONSE_STATUS, WebDriver, chromium
+from tests.worker_proc import terminate, until
 
 TOKEN = "live-Token-3b9e5d7f01"
 EVENTS = 4000
-
-
-def wait_until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def get(
@@ -127,10 +105,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             return False
 
     try:
-        wait_until(finished, 60, "the replay to finish")
+        until(finished, 60, "the replay to finish")
         yield Served(url, certs, token_file, log_path, trusted)
     finally:
-        stop(proc)
+        terminate(proc)
         log.close()
         assert TOKEN not in log_path.read_text()
 
@@ -145,19 +123,11 @@ def test_the_server_wants_the_token_over_https(served: Served) -> None:
     assert get(served.url + "/healthz", context=served.trusted)[0] == 200
 
 
-@dataclass
-class Prom:
-    url: str
-
-
 @pytest.fixture(scope="module")
 def prometheus(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
-    binary = shutil.which("prometheus")
-    assert binary is not None, "prometheus missing: apt-get install prometheus"
-    d = tmp_path_factory.mktemp("prometheus")
     target = served.url.removeprefix("https://")
     tls = f"    tls_config:\n      ca_file: {served.certs.ca}\n"
-    (d / "prometheus.yml").write_text(
+    config = (
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
         "scrape_configs:\n"
         "  - job_name: driftwatch\n    scheme: https\n"
@@ -166,54 +136,16 @@ def prometheus(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "  - job_name: driftwatch-no-token\n    scheme: https\n"
         f"{tls}    static_configs:\n      - targets: ['{target}']\n"
     )
-    (port,) = free_ports(1)
-    log = open(d / "prometheus.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={d / 'prometheus.yml'}",
-            f"--storage.tsdb.path={d / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, (d / "prometheus.log").read_text()
-        try:
-            return get(url + "/-/ready")[0] == 200
-        except OSError:
-            return False
-
-    try:
-        wait_until(ready, 60, "Prometheus to be ready")
-        yield Prom(url)
-    finally:
-        stop(proc)
-        log.close()
-
-
-def query(prom: Prom, q: str) -> list[dict[str, Any]]:
-    status, body = get(prom.url + "/api/v1/query?" + urllib.parse.urlencode({"query": q}))
-    assert status == 200, body
-    result: list[dict[str, Any]] = json.loads(body)["data"]["result"]
-    return result
-
-
-def targets(prom: Prom) -> dict[str, dict[str, Any]]:
-    _, body = get(prom.url + "/api/v1/targets?state=active")
-    return {t["labels"]["job"]: t for t in json.loads(body)["data"]["activeTargets"]}
+    with run_prometheus(tmp_path_factory.mktemp("prometheus"), config) as prom:
+        yield prom
 
 
 def test_prometheus_scrapes_with_the_token_and_is_refused_without(
     served: Served, prometheus: Prom
 ) -> None:
-    up = wait_until(lambda: query(prometheus, 'up{job="driftwatch"} == 1'), 30, "the scrape")
+    up = until(lambda: query(prometheus, 'up{job="driftwatch"} == 1'), 30, "the scrape")
     assert len(up) == 1
-    accepted = wait_until(
+    accepted = until(
         lambda: query(
             prometheus, 'driftwatch_events_accepted_total{job="driftwatch",kind="prediction"}'
         ),
@@ -221,7 +153,7 @@ def test_prometheus_scrapes_with_the_token_and_is_refused_without(
         "the accepted events",
     )
     assert float(accepted[0]["value"][1]) == EVENTS
-    refused = wait_until(
+    refused = until(
         lambda: [
             t
             for t in [targets(prometheus).get("driftwatch-no-token")]
@@ -277,10 +209,10 @@ def test_status_page_in_chromium_needs_the_token(served: Served, tmp_path: Path)
         assert page["login"] and page["figures"] == 0, page
         # A wrong token, then the right one, typed into the form.
         sign_in(driver, "not-the-token")
-        page = wait_until(lambda: _page(driver, "/login"), 15, "the refusal")
+        page = until(lambda: _page(driver, "/login"), 15, "the refusal")
         assert page["status"] == 401 and page["login"] and page["figures"] == 0, page
         sign_in(driver, TOKEN)
-        page = wait_until(lambda: _page(driver, "/"), 15, "the status page")
+        page = until(lambda: _page(driver, "/"), 15, "the status page")
         assert page["status"] == 200 and page["path"] == "/", page
         assert page["title"].startswith("driftwatch") and not page["login"]
         assert page["cookie"] == ""  # HttpOnly: no script on the page can read it

@@ -42,14 +42,6 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]
         stop_broker(broker.broker)
 
 
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for w in started:
-        w.stop()
-
-
 def sasl_settings(b: SecuredBroker, password_file: Path | None = None, cafile: str = "") -> str:
     source = (
         f"  sasl_password_file: '{password_file}'\n"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -38,8 +37,9 @@ from kafka import KafkaProducer
 from monitor.scenarios.simulate import generate
 from tests.kafka_broker import KafkaBroker, free_ports
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.prometheus_server import Prom, query, run_prometheus
 from tests.webdriver import WebDriver, chromium
-from tests.worker_proc import Topics, Worker
+from tests.worker_proc import Topics, Worker, until
 
 pytestmark = pytest.mark.kafka
 
@@ -61,34 +61,6 @@ def http_get(url: str, accept: str = "", timeout: float = 10.0) -> tuple[int, st
             return resp.status, resp.headers.get("Content-Type", ""), resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read()
-
-
-def wait_until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def stop_process(proc: subprocess.Popen[bytes], group: bool = False) -> None:
-    if proc.poll() is not None:
-        return
-    if group:
-        os.killpg(proc.pid, signal.SIGTERM)
-    else:
-        proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        if group:
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-        proc.wait(10)
 
 
 @dataclass
@@ -160,7 +132,7 @@ def test_readyz_healthz_and_a_live_scrape_that_passes_promtool(live: Live) -> No
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool missing: apt-get install prometheus")
-    ready = wait_until(
+    ready = until(
         lambda: http_get(live.metrics_url + "/readyz")[0] == 200, 30, "/readyz to answer 200"
     )
     assert ready
@@ -177,7 +149,7 @@ def test_readyz_healthz_and_a_live_scrape_that_passes_promtool(live: Live) -> No
     # Three input topics of two partitions, all assigned; everything consumed: no lag (the
     # worker refreshes lag once a second).
     assert "driftwatch_kafka_assigned_partitions 6.0" in text
-    lag = wait_until(lambda: _lag(live), 30, "zero lag on six partitions")
+    lag = until(lambda: _lag(live), 30, "zero lag on six partitions")
     assert f'partition="0",topic="{live.topics.predictions}"' in "".join(lag)
     assert f'driftwatch_events_accepted_total{{kind="prediction"}} {EVENTS}.0' in text
     # OpenMetrics on request, with exemplars holding the producers' trace ids.
@@ -199,71 +171,28 @@ def _lag(live: Live) -> list[str] | None:
     return lag if len(lag) == 6 and all(x.endswith(" 0.0") for x in lag) else None
 
 
-@dataclass
-class Prom:
-    url: str
-    proc: subprocess.Popen[bytes]
-
-
 @pytest.fixture(scope="module")
 def prometheus(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus missing: apt-get install prometheus")
-    d = tmp_path_factory.mktemp("prometheus")
     rules = REPO / "deploy" / "prometheus"
     target = live.metrics_url.removeprefix("http://")
-    (d / "prometheus.yml").write_text(
+    config = (
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         f"rule_files:\n  - {rules / 'driftwatch_recording_rules.yml'}\n"
         f"  - {rules / 'driftwatch_alerting_rules.yml'}\n"
         "scrape_configs:\n  - job_name: driftwatch\n"
         f"    static_configs:\n      - targets: ['{target}']\n"
     )
-    (port,) = free_ports(1)
-    log = open(d / "prometheus.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={d / 'prometheus.yml'}",
-            f"--storage.tsdb.path={d / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--enable-feature=exemplar-storage",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _ready(url, proc), 60, "Prometheus to be ready")
-        yield Prom(url, proc)
-    finally:
-        stop_process(proc)
-        log.close()
-
-
-def _ready(url: str, proc: subprocess.Popen[bytes]) -> bool:
-    assert proc.poll() is None, "prometheus exited"
-    try:
-        return http_get(url + "/-/ready", timeout=2)[0] == 200
-    except OSError:
-        return False
-
-
-def query(prom: Prom, q: str) -> list[dict[str, Any]]:
-    status, _, body = http_get(prom.url + "/api/v1/query?" + urllib.parse.urlencode({"query": q}))
-    assert status == 200, body
-    result: list[dict[str, Any]] = json.loads(body)["data"]["result"]
-    return result
+    directory = tmp_path_factory.mktemp("prometheus")
+    with run_prometheus(directory, config, ["--enable-feature=exemplar-storage"]) as prom:
+        yield prom
 
 
 def test_prometheus_scrapes_the_worker_and_returns_the_drifted_feature(
     live: Live, prometheus: Prom
 ) -> None:
-    up = wait_until(lambda: query(prometheus, 'up{job="driftwatch"} == 1'), 60, "the scrape")
+    up = until(lambda: query(prometheus, 'up{job="driftwatch"} == 1'), 60, "the scrape")
     assert len(up) == 1
-    drift = wait_until(
+    drift = until(
         lambda: query(prometheus, 'driftwatch_drift_score{feature="credit_score",statistic="psi"}'),
         30,
         "the drift metric",
@@ -277,7 +206,7 @@ def test_prometheus_scrapes_the_worker_and_returns_the_drifted_feature(
     firing = query(prometheus, 'driftwatch_alerts{alertname="FeatureDrift",state="firing"}')
     assert float(firing[0]["value"][1]) == 1.0
     # The shipped rules load and evaluate against the live series.
-    wait_until(
+    until(
         lambda: query(prometheus, 'driftwatch:drift_threshold_ratio:max{feature="credit_score"}'),
         30,
         "the recording rule",
@@ -394,7 +323,7 @@ return {
 def test_status_page_in_headless_chromium(live: Live, tmp_path: Path) -> None:
     with chromium(tmp_path, ["--window-size=1280,1700"]) as driver:
         driver.go(live.metrics_url + "/")
-        page = wait_until(lambda: _drawn(driver), 30, "the charts")
+        page = until(lambda: _drawn(driver), 30, "the charts")
         assert page["figures"] >= 20 and len(page["drawn"]) == page["figures"]
         assert page["breach"] == ["credit_score"]
         assert page["firing"] == ["FeatureDrift"]

@@ -6,7 +6,6 @@ and the worker started again, with no new input, has it back in Alertmanager wit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,6 @@ from tests.worker_proc import Topics, Worker, envelopes, produce, until, wait_co
 pytestmark = pytest.mark.kafka
 
 RESEND = 2.0  # seconds; Alertmanager's lease is 4 x this
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def test_a_firing_alert_is_back_in_alertmanager_after_kill_9_and_restart(

@@ -4,7 +4,6 @@ scale-out and crash recovery."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,6 @@ from tests.kafka_broker import KafkaBroker
 from tests.worker_proc import Topics, Worker, committed, consume_all, envelopes, produce
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def replay_alerts(lines: list[bytes]) -> list[tuple[str, tuple[tuple[str, str], ...]]]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.kafka_broker import free_ports
+from tests.worker_proc import terminate
 
 #: Chromium's flags for a quiet headless run.
 HEADLESS = [
@@ -117,16 +116,5 @@ def chromium(
         try:
             driver.quit()
         finally:
-            _stop_group(proc)
+            terminate(proc, group=True)
             log.close()
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)

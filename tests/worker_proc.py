@@ -1,4 +1,8 @@
-"""Run ``driftwatch run`` as a real subprocess against the test broker, and talk to Kafka."""
+"""Run ``driftwatch run`` as a real subprocess against the test broker, and talk to Kafka.
+
+Also a pytest plugin (loaded in ``tests/conftest.py``): the ``workers`` fixture stops every
+:class:`Worker` a test appends to it. ``terminate`` stops any test subprocess by its PID,
+``readyz`` reads a worker's ``/readyz`` status and ``until`` polls with a bounded wait."""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,14 +183,41 @@ class Worker:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        terminate(self.proc)
         self._logf.close()  # also when the worker exited by itself
+
+
+def terminate(proc: subprocess.Popen[bytes], group: bool = False) -> None:
+    """Stop a test's subprocess by its PID: SIGTERM, and SIGKILL if it is still running after
+    10 s. Nothing to do when it has already exited. With ``group``, the signals go to its
+    process group (a process started with ``start_new_session=True`` and its children)."""
+    if proc.poll() is not None:
+        return
+    send = os.killpg if group else os.kill
+    send(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        send(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    """The test appends each :class:`Worker` it starts; all are stopped at teardown."""
+    started: list[Worker] = []
+    yield started
+    for w in started:
+        w.stop()
+
+
+def readyz(port: int) -> int:
+    """The HTTP status of the worker's ``/readyz`` on 127.0.0.1:``port``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> int:

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.scenarios.simulate import generate
 from tests.alertmanager_server import ClusterPeer, active_alerts, free_port
 from tests.kafka_broker import KafkaBroker
-from tests.worker_proc import Topics, Worker, envelopes, produce, until
+from tests.worker_proc import Topics, Worker, envelopes, produce, readyz, until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
@@ -33,14 +33,6 @@ RESEND = 2.0  # the lease on each Alertmanager is 4 x RESEND: renewed many times
 MAX_BACKOFF = 3.0  # so the returning member gets the alert within seconds
 FIRST = 30_000  # events before the outage: enough for the drift alert to fire
 TOTAL = 42_000  # the rest arrives during the outage
-
-
-def readyz(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def notification_counters(port: int) -> dict[str, float]:

@@ -9,8 +9,6 @@ import dataclasses
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 from monitor.scenarios.simulate import generate
 from tests.kafka_broker import KafkaBroker, free_ports, start_broker, stop_broker
-from tests.worker_proc import Topics, Worker, envelopes, produce, until
+from tests.worker_proc import Topics, Worker, envelopes, produce, readyz, until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
@@ -34,14 +32,6 @@ def brokers(tmp_path: Path) -> Iterator[list[KafkaBroker]]:
         yield started
     finally:
         stop_broker(started[-1])
-
-
-def readyz(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def test_broker_killed_for_20_s_under_load(brokers: list[KafkaBroker], tmp_path: Path) -> None:
