@@ -28,7 +28,8 @@ from tests.client.fake_kafka import FakeKafka
 ROOT = Path(__file__).resolve().parents[2]
 
 # What the client may not import: the worker's dependencies, the test-only libraries, and any
-# monitor module but the client package and the socket patch of kafka-python it applies.
+# monitor module but the client package and the socket patch of kafka-python it applies (with
+# the stdlib-only wrap helper it uses).
 BLOCKER = textwrap.dedent(
     """
     import importlib.abc
@@ -39,7 +40,7 @@ BLOCKER = textwrap.dedent(
         "pydantic", "pydantic_core", "pytest", "river", "scipy", "tqdm", "yaml",
     }
     BLOCKED_PREFIXES = ("opentelemetry.sdk", "opentelemetry.exporter", "opentelemetry.proto")
-    MONITOR_ALLOWED = ("monitor", "monitor.client", "monitor.kafka_sockets")
+    MONITOR_ALLOWED = ("monitor", "monitor.client", "monitor.kafka_sockets", "monitor.patching")
 
 
     def blocked(name):
